@@ -1,0 +1,21 @@
+"""ane_rewrite: rewrite ordinary PyTorch models into the form the Apple Neural Engine runs well.
+
+    optimize(model, example_inputs=None) → rewritten GraphModule (model untouched)
+    verify(reference, candidate, example_inputs) → EquivalenceReport
+    export(model, example_inputs, path) → coremltools MLModel, saved as .mlpackage
+"""
+from .errors import (AneRewriteError, CaptureError, ExportError, InputError, LintError,
+                     RewriteError, SourceError)
+from .optimize import optimize
+from .verify import EquivalenceReport, verify
+
+
+def export(model, example_inputs, path=None, **options):
+    """Convert ``model`` to a Core ML ML Program (see ``ane_rewrite.export_coreml``)."""
+    from .export_coreml import export as _export
+
+    return _export(model, example_inputs, path, **options)
+
+
+__all__ = ["optimize", "verify", "export", "EquivalenceReport", "AneRewriteError", "CaptureError",
+           "ExportError", "InputError", "LintError", "RewriteError", "SourceError"]

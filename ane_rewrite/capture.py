@@ -1,0 +1,70 @@
+"""Capture: a deep copy of the model, in eval mode, as an ATen-level GraphModule.
+
+``torch.export.export(..., strict=False)`` with static shapes, then the default core-ATen
+decompositions *except* the ops the passes (and coremltools) want whole: linear, conv,
+layer_norm, softmax, attention, einsum, gelu, embedding.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch.fx import GraphModule
+
+from .errors import CaptureError, InputError
+from .models import prepare
+
+aten = torch.ops.aten
+
+KEPT_OPS = (
+    aten.linear.default, aten.conv2d.default, aten.layer_norm.default, aten.softmax.int,
+    aten._softmax.default, aten.scaled_dot_product_attention.default, aten.einsum.default,
+    aten.gelu.default, aten.embedding.default, aten.silu.default, aten.hardswish.default,
+    aten.hardsigmoid.default, aten.group_norm.default, aten.matmul.default,
+)
+
+
+def decomposition_table() -> dict:
+    table = torch.export.default_decompositions()
+    for op in KEPT_OPS:
+        table.pop(op, None)
+    return table
+
+
+def split_inputs(example_inputs: Any) -> tuple[tuple, dict]:
+    """Example inputs are a tuple of positional arguments or a dict of keyword arguments."""
+    if isinstance(example_inputs, dict):
+        return (), dict(example_inputs)
+    if isinstance(example_inputs, tuple):
+        return example_inputs, {}
+    if isinstance(example_inputs, torch.Tensor):
+        raise InputError("example inputs must be a tuple of positional arguments or a dict of "
+                         "keyword arguments; wrap a single tensor as (tensor,)")
+    raise InputError(f"example inputs must be a tuple or a dict, not {type(example_inputs).__name__}")
+
+
+def call(model: torch.nn.Module, example_inputs: Any, **extra):
+    args, kwargs = split_inputs(example_inputs)
+    return model(*args, **kwargs, **extra)
+
+
+def export_program(model: torch.nn.Module, example_inputs: Any) -> torch.export.ExportedProgram:
+    """torch.export (non-strict, static shapes) and the decompositions above."""
+    args, kwargs = split_inputs(example_inputs)
+    try:
+        with torch.no_grad():
+            ep = torch.export.export(model, args, kwargs, strict=False)
+    except Exception as exc:
+        raise CaptureError(f"torch.export could not capture {type(model).__name__} with these "
+                           f"example inputs: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    return ep.run_decompositions(decomposition_table())
+
+
+def capture(model: torch.nn.Module, example_inputs: Any) -> GraphModule:
+    """A GraphModule computing ``model`` (a deep copy, in eval mode), same parameter names."""
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    copied = prepare(copy.deepcopy(model))
+    gm = export_program(copied, example_inputs).module()
+    return gm

@@ -1,0 +1,40 @@
+"""export(model, example_inputs, path) → a Core ML ML Program (.mlpackage) and its MLModel.
+
+Settings: ML Program, fp16 compute, static shapes (those of the example inputs), integer
+token inputs as int32 (coremltools' choice for int64 graph inputs), iOS 16 deployment target.
+Works on the original model or on a rewritten one. The model is not loaded after conversion
+(no Core ML runtime on Linux).
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import compat, models
+from .capture import export_program
+from .errors import ExportError
+
+
+def export(model: torch.nn.Module, example_inputs: Any, path: str | Path | None = None):
+    import coremltools as ct
+
+    compat.install()
+    prepared = models.prepare(copy.deepcopy(model))
+    program = export_program(prepared, example_inputs)
+    try:
+        mlmodel = ct.convert(
+            program,
+            convert_to="mlprogram",
+            compute_precision=ct.precision.FLOAT16,
+            minimum_deployment_target=ct.target.iOS16,
+            skip_model_load=True,
+        )
+    except Exception as exc:
+        raise ExportError(f"coremltools could not convert {type(model).__name__}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    if path is not None:
+        mlmodel.save(str(path))
+    return mlmodel

@@ -1,0 +1,89 @@
+"""Small helpers over ATen-level ``torch.fx`` graphs: op tests, argument access, values.
+
+Every node of a captured graph carries its value as a FakeTensor in ``node.meta["val"]``;
+nodes created by a rule get one too (``infer_val``), so shapes are always known.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+from torch._guards import detect_fake_mode
+from torch.fx import GraphModule, Node
+
+aten = torch.ops.aten
+
+
+def is_op(node: Any, *targets) -> bool:
+    """True when ``node`` is a call of one of the ATen overloads or overload packets."""
+    if not isinstance(node, Node) or node.op != "call_function":
+        return False
+    packet = getattr(node.target, "overloadpacket", None)
+    return any(node.target is t or packet is t for t in targets)
+
+
+def val(node: Any):
+    """The (fake) tensor value of a node, or the literal itself for non-nodes."""
+    if isinstance(node, Node):
+        return node.meta.get("val")
+    return node
+
+
+def shape(node: Any) -> tuple[int, ...] | None:
+    v = val(node)
+    return tuple(v.shape) if isinstance(v, torch.Tensor) else None
+
+
+def rank(node: Any) -> int | None:
+    s = shape(node)
+    return None if s is None else len(s)
+
+
+def arg(node: Node, index: int, name: str, default: Any = None) -> Any:
+    """Argument ``index`` (or keyword ``name``) of a call, with the schema default."""
+    if len(node.args) > index:
+        return node.args[index]
+    return node.kwargs.get(name, default)
+
+
+def normalize_dim(dim: int, ndim: int) -> int:
+    return dim + ndim if dim < 0 else dim
+
+
+def normalize_dims(dims: Iterable[int] | int, ndim: int) -> list[int]:
+    if isinstance(dims, int):
+        dims = [dims]
+    return sorted(normalize_dim(d, ndim) for d in dims)
+
+
+def fake_mode_of(gm: GraphModule):
+    vals = [n.meta["val"] for n in gm.graph.nodes if isinstance(n.meta.get("val"), torch.Tensor)]
+    return detect_fake_mode(vals)
+
+
+def infer_val(gm: GraphModule, target, args: tuple, kwargs: dict):
+    """Run ``target`` on the fake values of its arguments; the new node's ``meta["val"]``."""
+    mode = fake_mode_of(gm)
+
+    def to_val(a):
+        if isinstance(a, Node):
+            v = a.meta.get("val")
+            if v is None:
+                raise ValueError(f"node {a.name} has no recorded value")
+            return v
+        return a
+
+    fargs = torch.fx.node.map_aggregate(args, to_val)
+    fkwargs = torch.fx.node.map_aggregate(kwargs, to_val)
+    with mode:
+        return target(*fargs, **fkwargs)
+
+
+def op_counts(gm: GraphModule) -> dict[str, int]:
+    """How many times each ATen op is called in the graph, by overload packet name."""
+    counts: dict[str, int] = {}
+    for n in gm.graph.nodes:
+        if n.op == "call_function":
+            name = getattr(getattr(n.target, "overloadpacket", n.target), "__name__", str(n.target))
+            counts[name] = counts.get(name, 0) + 1
+    return counts

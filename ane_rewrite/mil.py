@@ -1,0 +1,130 @@
+"""A plain view of an exported ML Program: its ops, their values, and the op mix.
+
+Read from the saved model's protobuf (works on Linux, without loading the model).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+RESHAPE_FAMILY = ("reshape", "expand_dims", "squeeze", "reshape_like")
+COPY_OPS = ("transpose",) + RESHAPE_FAMILY
+
+
+@dataclass(frozen=True)
+class MilValue:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+
+@dataclass(frozen=True)
+class MilOp:
+    type: str
+    inputs: tuple[str, ...]
+    outputs: tuple[MilValue, ...]
+
+    @property
+    def name(self) -> str:
+        return self.outputs[0].name if self.outputs else self.type
+
+
+def _value(named) -> MilValue:
+    from coremltools.proto import MIL_pb2
+
+    tt = named.type.tensorType
+    dims = tuple(d.constant.size if d.WhichOneof("dimension") == "constant" else -1 for d in tt.dimensions)
+    return MilValue(named.name, MIL_pb2.DataType.Name(tt.dataType), dims)
+
+
+def _walk(block, out: list[MilOp]) -> None:
+    for op in block.operations:
+        inputs = tuple(a.name for arg in op.inputs.values() for a in arg.arguments if a.name)
+        out.append(MilOp(op.type, inputs, tuple(_value(o) for o in op.outputs)))
+        for inner in op.blocks:
+            _walk(inner, out)
+
+
+def program_ops(model) -> list[MilOp]:
+    """Every op of the ``main`` function (nested blocks included), in program order.
+
+    ``model``: an MLModel, its spec, or the path of a saved .mlpackage."""
+    if isinstance(model, str) or hasattr(model, "__fspath__"):
+        import coremltools as ct
+
+        model = ct.models.MLModel(str(model), skip_model_load=True)
+    spec = model.get_spec() if hasattr(model, "get_spec") else model
+    fn = spec.mlProgram.functions["main"]
+    ops: list[MilOp] = []
+    _walk(fn.block_specializations[fn.opset], ops)
+    return ops
+
+
+def op_mix(ops: list[MilOp]) -> Counter:
+    """Non-const op types and their counts."""
+    return Counter(op.type for op in ops if op.type != "const")
+
+
+def summary(ops: list[MilOp]) -> dict[str, int]:
+    """The figures the CLI table and the tests use."""
+    mix = op_mix(ops)
+    return {
+        "ops": sum(mix.values()),
+        "linear": mix["linear"],
+        "conv": mix["conv"],
+        "conv_4d": sum(1 for op in ops if op.type == "conv" and op.outputs[0].rank == 4),
+        "transpose": mix["transpose"],
+        "reshape": sum(mix[t] for t in RESHAPE_FAMILY),
+        "max_rank": max((v.rank for op in ops for v in op.outputs), default=0),
+    }
+
+
+def consumers(ops: list[MilOp]) -> dict[str, list[MilOp]]:
+    """Value name → the ops that read it."""
+    out: dict[str, list[MilOp]] = {}
+    for op in ops:
+        for name in op.inputs:
+            out.setdefault(name, []).append(op)
+    return out
+
+
+def ops_between(ops: list[MilOp], kind: str = "conv",
+                barrier: tuple[str, ...] = ("matmul", "einsum", "softmax", "linear")) -> dict[str, list[MilOp]]:
+    """For every op of type ``kind``: the ops on its forward paths to the next ``kind`` ops,
+    not crossing a ``barrier`` op.
+
+    With the defaults this is the glue between consecutive projections that does not pass
+    through an attention product: activations, residual adds, norms — and any layout copy."""
+    readers = consumers(ops)
+    found: dict[str, list[MilOp]] = {}
+    for op in ops:
+        if op.type != kind:
+            continue
+        reach: dict[str, MilOp] = {}  # ops reachable from op without crossing kind or barrier
+        ends: list[MilOp] = []        # ops of that reach which feed a ``kind`` op
+        frontier = [o.name for o in op.outputs]
+        while frontier:
+            for nxt in readers.get(frontier.pop(), []):
+                if nxt.type in barrier or nxt.name in reach:
+                    continue
+                if nxt.type == kind:
+                    continue
+                reach[nxt.name] = nxt
+                if any(r.type == kind for o in nxt.outputs for r in readers.get(o.name, [])):
+                    ends.append(nxt)
+                frontier.extend(o.name for o in nxt.outputs)
+        producers = {o.name: x for x in reach.values() for o in x.outputs}
+        on_path: dict[str, MilOp] = {}
+        stack = list(ends)
+        while stack:
+            x = stack.pop()
+            if x.name in on_path:
+                continue
+            on_path[x.name] = x
+            stack.extend(producers[i] for i in x.inputs if i in producers)
+        found[op.name] = [x for x in reach.values() if x.name in on_path]
+    return found

@@ -1,0 +1,133 @@
+"""Model-family adapters: the one place that knows Hugging Face and timm.
+
+- ``load(source)`` resolves ``hf:<local dir | class name | model type>``, ``timm:<name>`` and
+  ``<python.module>:<factory>`` to a model (random weights unless a local directory holds them;
+  nothing is downloaded).
+- ``example_inputs(model, seq_len, batch)`` builds inputs: token ids and an attention mask for
+  Hugging Face text models, pixel values for vision models (size from the model's config).
+- ``prepare(model)`` readies a (copied) model for capture: Hugging Face models are captured
+  with ``use_cache=False``, so a rewritten decoder returns no key/value cache.
+- ``call_options(model)``: keyword arguments that make the original model compute what the
+  prepared one computes (used by ``verify``).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+import torch
+
+from .errors import InputError, SourceError
+
+DEFAULT_SOURCE = "hf:DistilBertForSequenceClassification"
+SEED = 0
+
+
+def _is_hf(model) -> bool:
+    try:
+        from transformers import PreTrainedModel
+    except ImportError:
+        return False
+    return isinstance(model, PreTrainedModel)
+
+
+def _is_timm(model) -> bool:
+    return hasattr(model, "pretrained_cfg") or hasattr(model, "default_cfg")
+
+
+def default_model() -> torch.nn.Module:
+    """DistilBERT with a 2-label (SST-2) head, from its default config, random weights."""
+    return load(DEFAULT_SOURCE)
+
+
+def _load_hf(name: str) -> torch.nn.Module:
+    import transformers
+
+    if os.path.isdir(name):
+        config = transformers.AutoConfig.from_pretrained(name)
+        arch = (config.architectures or [None])[0]
+        cls = getattr(transformers, arch, None) if arch else None
+        return (cls or transformers.AutoModel).from_pretrained(name).eval()
+    cls = getattr(transformers, name, None)
+    if isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel):
+        config = cls.config_class()
+        if name.endswith("ForSequenceClassification"):
+            config.num_labels = 2
+        return cls(config).eval()
+    try:
+        config = transformers.AutoConfig.for_model(name)
+    except ValueError as exc:
+        raise SourceError(f"hf:{name} is neither a local model directory, a transformers model "
+                          f"class, nor a model type known to AutoConfig") from exc
+    return transformers.AutoModel.from_config(config).eval()
+
+
+def load(source: str) -> torch.nn.Module:
+    kind, sep, name = source.partition(":")
+    if not sep or not name:
+        raise SourceError(f"model source {source!r} is not 'hf:NAME', 'timm:NAME' or 'module:factory'")
+    if kind == "hf":
+        return _load_hf(name)
+    if kind == "timm":
+        import timm
+
+        try:
+            return timm.create_model(name, pretrained=False).eval()
+        except RuntimeError as exc:
+            raise SourceError(f"timm has no model {name!r}: {exc}") from exc
+    try:
+        module = importlib.import_module(kind)
+    except ImportError as exc:
+        raise SourceError(f"cannot import module {kind!r} for source {source!r}: {exc}") from exc
+    factory = getattr(module, name, None)
+    if not callable(factory):
+        raise SourceError(f"module {kind!r} has no callable {name!r}")
+    model = factory()
+    if not isinstance(model, torch.nn.Module):
+        raise SourceError(f"{source} returned {type(model).__name__}, not a torch.nn.Module")
+    return model.eval()
+
+
+def example_inputs(model: torch.nn.Module, seq_len: int = 128, batch: int = 1) -> dict | tuple:
+    """Inputs to capture ``model`` with: a dict of keyword arguments or a tuple."""
+    gen = torch.Generator().manual_seed(SEED)
+    if _is_hf(model):
+        config = model.config
+        main = getattr(model, "main_input_name", "input_ids")
+        if main == "input_ids":
+            text = config.get_text_config() if hasattr(config, "get_text_config") else config
+            limit = getattr(text, "max_position_embeddings", None) or getattr(text, "n_positions", None)
+            if limit is not None and seq_len > limit:
+                raise InputError(f"seq_len {seq_len} exceeds the model's {limit} positions")
+            ids = torch.randint(0, text.vocab_size, (batch, seq_len), generator=gen)
+            return {"input_ids": ids, "attention_mask": torch.ones(batch, seq_len, dtype=torch.long)}
+        if main == "pixel_values":
+            size = getattr(config, "image_size", 224)
+            size = (size, size) if isinstance(size, int) else tuple(size)
+            channels = getattr(config, "num_channels", 3)
+            return {"pixel_values": torch.randn(batch, channels, *size, generator=gen)}
+        raise InputError(f"no example-input builder for a Hugging Face model whose main input is "
+                         f"{main!r}; pass example_inputs=")
+    if _is_timm(model):
+        import timm.data
+
+        channels, height, width = timm.data.resolve_model_data_config(model)["input_size"]
+        return (torch.randn(batch, channels, height, width, generator=gen),)
+    raise InputError(f"cannot build example inputs for {type(model).__name__}: pass example_inputs= "
+                     "(a tuple of positional arguments or a dict of keyword arguments)")
+
+
+def prepare(model: torch.nn.Module) -> torch.nn.Module:
+    """Ready a copy for capture, in place: eval mode; HF models without a key/value cache."""
+    model.eval()
+    if _is_hf(model) and hasattr(model.config, "use_cache"):
+        model.config.use_cache = False
+    return model
+
+
+def call_options(model: torch.nn.Module, example: Any) -> dict:
+    """Keyword arguments for calling the *original* model like its prepared copy."""
+    if _is_hf(model) and getattr(model.config, "use_cache", False) and isinstance(example, dict):
+        return {"use_cache": False}
+    return {}

@@ -1,0 +1,36 @@
+"""optimize(model) → a rewritten copy of the model, callable like the original."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.fx import GraphModule
+
+from . import models
+from .capture import capture, split_inputs
+from .pipeline import Pipeline, PipelineResult
+
+
+def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int = 128,
+             batch: int = 1, pipeline: Pipeline | None = None) -> GraphModule:
+    """Capture a copy of ``model`` and rewrite it into the form the ANE runs well.
+
+    ``example_inputs``: a tuple of positional arguments or a dict of keyword arguments; when
+    omitted, the model-family adapter builds them (``seq_len`` and ``batch`` for text models).
+    The returned GraphModule takes the same inputs (same shapes: capture is static), keeps the
+    original parameter names and shapes (``load_state_dict`` of the original works), and
+    exposes ``.example_inputs`` (what it was captured with) and ``.ane_report`` (what each
+    pass did, and every candidate it declined with the reason). ``model`` is not modified.
+    """
+    if example_inputs is None:
+        example_inputs = models.example_inputs(model, seq_len=seq_len, batch=batch)
+    split_inputs(example_inputs)  # fail early on malformed inputs
+    if pipeline is None:
+        from passes import default_pipeline
+
+        pipeline = default_pipeline()
+    gm = capture(model, example_inputs)
+    report: PipelineResult = pipeline(gm)
+    gm.example_inputs = example_inputs
+    gm.ane_report = report
+    return gm

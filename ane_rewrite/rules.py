@@ -1,0 +1,176 @@
+"""Rules, passes and what they report.
+
+A ``Rule`` is ``(name, anchors, match, rewrite)``. ``match(node)`` answers with a
+``MatchResult``: bindings (the rule applies), a *reason* (a candidate the rule declines; it is
+reported), or ``skip`` (not a candidate at all). ``rewrite(rw, node, bindings)`` builds the
+replacement with the ``Rewriter`` and returns the node that takes the anchor's place.
+
+A ``Pass`` applies its rules to a fixpoint, then removes dead code, and returns a
+``PassResult``: counts per rule and every declined candidate with its reason. Nodes a rule
+creates carry ``meta["ane_rule"]``; the node that replaces an anchor carries
+``meta["ane_origin"]`` (the anchor's name), which the equivalence checker follows.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+from torch.fx import GraphModule, Node
+
+from .errors import RewriteError
+from .graph import infer_val
+
+MAX_SWEEPS = 200
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    bindings: dict | None = None
+    reason: str | None = None
+
+    @classmethod
+    def ok(cls, **bindings) -> "MatchResult":
+        return cls(bindings=bindings)
+
+    @classmethod
+    def fail(cls, reason: str) -> "MatchResult":
+        return cls(reason=reason)
+
+    @classmethod
+    def skip(cls) -> "MatchResult":
+        return cls()
+
+    @property
+    def matched(self) -> bool:
+        return self.bindings is not None
+
+    @property
+    def declined(self) -> bool:
+        return self.reason is not None
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    anchors: tuple | None  # ATen overloads or packets a candidate is rooted at; None: any call
+    match: Callable[[Node], MatchResult]
+    rewrite: Callable[["Rewriter", Node, dict], Node]
+    doc: str = ""
+
+    def is_anchor(self, node: Node) -> bool:
+        if node.op != "call_function":
+            return False
+        if self.anchors is None:
+            return True
+        packet = getattr(node.target, "overloadpacket", None)
+        return any(node.target is a or packet is a for a in self.anchors)
+
+
+@dataclass(frozen=True)
+class Declined:
+    rule: str
+    node: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.rule} declined {self.node}: {self.reason}"
+
+
+@dataclass
+class PassResult:
+    name: str
+    counts: Counter = field(default_factory=Counter)
+    declined: list[Declined] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return sum(self.counts.values()) > 0
+
+    def summary(self) -> str:
+        fired = ", ".join(f"{r} {c}" for r, c in sorted(self.counts.items())) or "no change"
+        return f"{self.name}: {fired}"
+
+    def __str__(self) -> str:
+        lines = [self.summary()]
+        lines += [f"  {d}" for d in self.declined]
+        return "\n".join(lines)
+
+
+class Rewriter:
+    """Inserts the nodes of one rewrite before its anchor, with values and provenance."""
+
+    def __init__(self, gm: GraphModule, anchor: Node, rule: str):
+        self.gm = gm
+        self.anchor = anchor
+        self.rule = rule
+
+    def call(self, target, *args, **kwargs) -> Node:
+        with self.gm.graph.inserting_before(self.anchor):
+            node = self.gm.graph.call_function(target, tuple(args), dict(kwargs))
+        node.meta["val"] = infer_val(self.gm, target, node.args, node.kwargs)
+        node.meta["ane_rule"] = self.rule
+        for key in ("nn_module_stack", "stack_trace"):
+            if key in self.anchor.meta:
+                node.meta[key] = self.anchor.meta[key]
+        return node
+
+
+def _same_value_type(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return tuple(a.shape) == tuple(b.shape) and a.dtype == b.dtype
+    return type(a) is type(b)
+
+
+class Pass:
+    """A named set of rules applied to a fixpoint over a graph module."""
+
+    def __init__(self, name: str, rules: Iterable[Rule], doc: str = ""):
+        self.name = name
+        self.rules = tuple(rules)
+        self.doc = doc
+
+    def __call__(self, gm: GraphModule) -> PassResult:
+        result = PassResult(self.name)
+        for _ in range(MAX_SWEEPS):
+            declined: dict[tuple[str, str], str] = {}
+            fired = False
+            for node in list(gm.graph.nodes):
+                if getattr(node, "_erased", False) or not node.users:
+                    continue  # erased by an earlier rewrite, or dead: left for dead-code removal
+                for rule in self.rules:
+                    if not rule.is_anchor(node):
+                        continue
+                    m = rule.match(node)
+                    if m.declined:
+                        declined[(rule.name, node.name)] = m.reason
+                    if not m.matched:
+                        continue
+                    self._apply(gm, rule, node, m.bindings)
+                    result.counts[rule.name] += 1
+                    fired = True
+                    break
+            if not fired:
+                result.declined = [Declined(r, n, why) for (r, n), why in declined.items()]
+                break
+        else:
+            raise RewriteError(f"pass {self.name} did not reach a fixpoint in {MAX_SWEEPS} sweeps")
+        gm.graph.eliminate_dead_code()
+        gm.recompile()
+        return result
+
+    @staticmethod
+    def _apply(gm: GraphModule, rule: Rule, node: Node, bindings: dict) -> None:
+        rw = Rewriter(gm, node, rule.name)
+        new = rule.rewrite(rw, node, bindings)
+        if not _same_value_type(new.meta.get("val"), node.meta.get("val")):
+            raise RewriteError(
+                f"rule {rule.name} replaced {node.name} {tuple(node.meta['val'].shape)} "
+                f"with a value of another shape or dtype {getattr(new.meta.get('val'), 'shape', None)}"
+            )
+        if new.meta.get("ane_rule") == rule.name and "ane_origin" not in new.meta:
+            new.meta["ane_origin"] = node.meta.get("ane_origin", node.name)
+        node.replace_all_uses_with(new)
+        if not node.users:
+            gm.graph.erase_node(node)

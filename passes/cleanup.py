@@ -1,0 +1,141 @@
+"""Cleanup: inverse pairs, no-op views and repeated computations.
+
+    permute(permute(x, p), q)  → x                  when q ∘ p is the identity
+    permute(x, identity)       → x
+    unsqueeze(squeeze(y, d), d) → y                 when axis d of y has size 1
+    squeeze(unsqueeze(x, d), d) → x
+    view(view(x, s₁), s₂)      → view(x, s₂)
+    view(x, shape(x))          → x
+    slice(x, d, 0, ≥ size, 1)  → x
+    f(a, b, …) twice           → once               pure ATen calls with equal arguments
+
+Dead code goes at the end of every pass.
+"""
+from __future__ import annotations
+
+import torch
+from torch.fx import Node
+
+from ane_rewrite.graph import arg, aten, is_op, normalize_dim, rank, shape
+from ane_rewrite.rules import MatchResult, Pass, Rule
+
+from ._layouts import normalize_dims_ordered, squeezed_dims
+
+_VIEWS = (aten.view, aten.reshape, aten._unsafe_view)
+
+
+def _match_permute_pair(node: Node) -> MatchResult:
+    inner = node.args[0]
+    if not is_op(inner, aten.permute):
+        return MatchResult.skip()
+    n = rank(node)
+    p = normalize_dims_ordered(inner.args[1], n)
+    q = normalize_dims_ordered(node.args[1], n)
+    if [p[i] for i in q] != list(range(n)):
+        return MatchResult.skip()
+    return MatchResult.ok(x=inner.args[0])
+
+
+def _match_identity_permute(node: Node) -> MatchResult:
+    n = rank(node)
+    if normalize_dims_ordered(node.args[1], n) != list(range(n)):
+        return MatchResult.skip()
+    return MatchResult.ok(x=node.args[0])
+
+
+def _match_unsqueeze_squeeze(node: Node) -> MatchResult:
+    inner = node.args[0]
+    dims = squeezed_dims(inner) if isinstance(inner, Node) else None
+    d = normalize_dim(node.args[1], rank(node))
+    if dims != [d]:
+        return MatchResult.skip()
+    return MatchResult.ok(x=inner.args[0])
+
+
+def _match_squeeze_unsqueeze(node: Node) -> MatchResult:
+    inner = node.args[0]
+    if not is_op(inner, aten.unsqueeze):
+        return MatchResult.skip()
+    d = normalize_dim(inner.args[1], rank(inner))
+    if squeezed_dims(node) != [d]:
+        return MatchResult.skip()
+    return MatchResult.ok(x=inner.args[0])
+
+
+def _match_view_chain(node: Node) -> MatchResult:
+    inner = node.args[0]
+    if not is_op(inner, *_VIEWS):
+        return MatchResult.skip()
+    return MatchResult.ok(x=inner.args[0])
+
+
+def _match_noop_view(node: Node) -> MatchResult:
+    if shape(node) != shape(node.args[0]):
+        return MatchResult.skip()
+    return MatchResult.ok(x=node.args[0])
+
+
+def _match_noop_slice(node: Node) -> MatchResult:
+    x = node.args[0]
+    dim = normalize_dim(arg(node, 1, "dim", 0), rank(x))
+    start, end, step = arg(node, 2, "start", None), arg(node, 3, "end", None), arg(node, 4, "step", 1)
+    size = shape(x)[dim]
+    if (start in (None, 0)) and (end is None or (isinstance(end, int) and end >= size)) and step == 1:
+        return MatchResult.ok(x=x)
+    return MatchResult.skip()
+
+
+def _existing(rw, node, m):
+    return m["x"]
+
+
+def _refold_view(rw, node: Node, m: dict) -> Node:
+    return rw.call(node.target, m["x"], *node.args[1:], **node.kwargs)
+
+
+def _cse_key(node: Node):
+    def key(a):
+        if isinstance(a, (list, tuple)):
+            return tuple(key(x) for x in a)
+        if isinstance(a, (torch.dtype, torch.device, torch.memory_format, torch.layout)):
+            return str(a)
+        return a
+    return (node.target, key(node.args), tuple(sorted((k, key(v)) for k, v in node.kwargs.items())))
+
+
+def _match_cse(node: Node) -> MatchResult:
+    inputs = node.all_input_nodes
+    if not inputs or node.is_impure():
+        return MatchResult.skip()
+    try:
+        k = _cse_key(node)
+        hash(k)
+    except TypeError:
+        return MatchResult.skip()
+    for other in inputs[0].users:
+        if other is not node and other.target is node.target and other < node and _cse_key(other) == k:
+            return MatchResult.ok(x=other)
+    return MatchResult.skip()
+
+
+cancel_permute_pair = Rule("cancel_permute_pair", (aten.permute,), _match_permute_pair, _existing,
+                           "permute(permute(x, p), q) → x when q ∘ p = id")
+drop_identity_permute = Rule("drop_identity_permute", (aten.permute,), _match_identity_permute, _existing,
+                             "permute(x, id) → x")
+cancel_unsqueeze_squeeze = Rule("cancel_unsqueeze_squeeze", (aten.unsqueeze,), _match_unsqueeze_squeeze,
+                                _existing, "unsqueeze(squeeze(y, d), d) → y")
+cancel_squeeze_unsqueeze = Rule("cancel_squeeze_unsqueeze", (aten.squeeze,), _match_squeeze_unsqueeze,
+                                _existing, "squeeze(unsqueeze(x, d), d) → x")
+fold_view_chain = Rule("fold_view_chain", _VIEWS, _match_view_chain, _refold_view,
+                       "view(view(x, s1), s2) → view(x, s2)")
+drop_noop_view = Rule("drop_noop_view", _VIEWS, _match_noop_view, _existing, "view(x, shape(x)) → x")
+drop_noop_slice = Rule("drop_noop_slice", (aten.slice.Tensor,), _match_noop_slice, _existing,
+                       "slice(x, d, 0, ≥ size, 1) → x")
+dedupe = Rule("dedupe", None, _match_cse, _existing, "a pure call repeated with equal arguments → one call")
+
+cleanup = Pass(
+    "cleanup",
+    [cancel_permute_pair, drop_identity_permute, cancel_unsqueeze_squeeze, cancel_squeeze_unsqueeze,
+     fold_view_chain, drop_noop_view, drop_noop_slice, dedupe],
+    __doc__,
+)

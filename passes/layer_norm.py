@@ -1,0 +1,57 @@
+"""LayerNorm over the channel axis of a channels-first 4-D tensor, with torch's semantics.
+
+    layer_norm(from(y_BC1S), [C], weight, bias, eps)
+        → from(((y − mean₁(y)) · rsqrt(mean₁((y − mean₁(y))²) + eps)) · weight.view(C, 1, 1)
+                + bias.view(C, 1, 1))
+
+mean₁ is a mean over dim 1 with keepdim. The normalised part is the form coremltools'
+``fuse_layernorm_or_instancenorm`` pass folds into one MIL ``layer_norm`` over axis 1;
+the affine part (scale, then bias: torch's order, never Apple's bias-first variant) stays two
+elementwise ops. The model's own eps is kept. The rule fires only where the norm's input is
+already in a channels-first layout region (``layout`` runs first); a norm outside any region
+is left alone, since converting it alone would add two layout conversions. The pass also
+runs layout's propagation rules, so the ``from`` each rewritten norm emits moves on down the
+graph (into the next linear's ``to``, a residual add, a token select) in the same fixpoint.
+"""
+from __future__ import annotations
+
+from torch.fx import Node
+
+from ane_rewrite.graph import arg, aten, shape
+from ane_rewrite.rules import MatchResult, Pass, Rule
+
+from ._layouts import emit_from, match_from
+from .layout import PROPAGATION_RULES
+
+
+def _match(node: Node) -> MatchResult:
+    x = node.args[0]
+    normalized_shape = list(node.args[1])
+    if len(normalized_shape) != 1:
+        return MatchResult.fail(f"normalises over {len(normalized_shape)} axes; only the channel axis maps to dim 1")
+    f = match_from(x)
+    if f is None:
+        return MatchResult.fail("input is not in a channels-first layout region")
+    y, r = f
+    return MatchResult.ok(y=y, r=r, channels=shape(y)[1], weight=arg(node, 2, "weight"),
+                          bias=arg(node, 3, "bias"), eps=arg(node, 4, "eps", 1e-5))
+
+
+def _rewrite(rw, node: Node, m: dict) -> Node:
+    y, c = m["y"], m["channels"]
+    mean = rw.call(aten.mean.dim, y, [1], True)
+    centered = rw.call(aten.sub.Tensor, y, mean)
+    var = rw.call(aten.mean.dim, rw.call(aten.mul.Tensor, centered, centered), [1], True)
+    rstd = rw.call(aten.rsqrt.default, rw.call(aten.add.Tensor, var, m["eps"]))
+    out = rw.call(aten.mul.Tensor, rstd, centered)
+    if m["weight"] is not None:
+        out = rw.call(aten.mul.Tensor, out, rw.call(aten.view.default, m["weight"], [c, 1, 1]))
+    if m["bias"] is not None:
+        out = rw.call(aten.add.Tensor, out, rw.call(aten.view.default, m["bias"], [c, 1, 1]))
+    return emit_from(rw, out, m["r"])
+
+
+channel_layer_norm = Rule("channel_layer_norm", (aten.layer_norm,), _match, _rewrite,
+                          "layer_norm(from(y), [C]) → from(norm over dim 1 of y)")
+
+layer_norm = Pass("layer_norm", [channel_layer_norm, *PROPAGATION_RULES], __doc__)

@@ -1,0 +1,263 @@
+"""Layout: linears become 1×1 convs on a channels-first 4-D layout, and the layout spreads.
+
+Glossary: B batch, S sequence, C channels, H/W spatial, O/I out/in channels.
+
+Conversions (weights are viewed in the graph; parameters keep their names and shapes):
+
+    linear(x_BSC, W, b)                     → from(conv2d(x_BC1S, W.view(O, I, 1, 1), b))
+    linear(x_BC, W, b)                      → from(conv2d(x_BC11, W.view(O, I, 1, 1), b))
+    linear(x_BHWC, W, b)                    → from(conv2d(x_BCHW, W.view(O, I, 1, 1), b))
+    view(addmm(b, view(x_BSC, [B·S, I]), W_IO), [B, S, O])
+                                            → from(conv2d(x_BC1S, W_IO.T.view(O, I, 1, 1), b))
+    addmm(b, x_BC, W_IO)                    → from(conv2d(x_BC11, W_IO.T.view(O, I, 1, 1), b))
+
+where x_BC1S = to(x_BSC) and ``from`` is its inverse (see ``passes/_layouts.py``).
+
+Propagation (to a fixpoint, so consecutive linears share one layout region):
+
+    to(from(y))                             → y
+    f(from(y))                              → from(f(y))            f elementwise unary
+    g(from(a), from(b))                     → from(g(a, b))         g elementwise binary
+    g(from(a), t)                           → from(g(a, to(t)))     t broadcastable, rank padded
+    slice(from(y), d, ...)                  → from(slice(y, d', ...))
+    select(from(y_BC1S), 1, i)              → from(slice(y, 3, i, i + 1))   (B, C) out
+    select(from(y_BCHW), 1, i)              → from(slice(y, 2, i, i + 1))   (B, W, C) out
+"""
+from __future__ import annotations
+
+import torch
+from torch.fx import Node
+
+from ane_rewrite.graph import arg, aten, is_op, normalize_dim, rank, shape
+from ane_rewrite.rules import MatchResult, Pass, Rule
+
+from ._layouts import AXIS_MAP, RANKS, emit_broadcast_to, emit_from, emit_to, match_from, match_to
+
+_VIEWS = (aten.view, aten.reshape, aten._unsafe_view)
+
+
+def _conv(rw, x_CF: Node, w_OI: Node, bias) -> Node:
+    out_ch, in_ch = w_OI.meta["val"].shape
+    w_OI11 = rw.call(aten.view.default, w_OI, [out_ch, in_ch, 1, 1])
+    return rw.call(aten.conv2d.default, x_CF, w_OI11, bias)
+
+
+# ── linear ────────────────────────────────────────────────────────────────────────────────
+
+def _match_linear(node: Node) -> MatchResult:
+    x, w = node.args[0], node.args[1]
+    if rank(x) not in RANKS:
+        return MatchResult.fail(f"input has rank {rank(x)}; only ranks 2, 3, 4 have a 4-D channels-first form")
+    if rank(w) != 2:
+        return MatchResult.fail(f"weight has rank {rank(w)}, not 2")
+    return MatchResult.ok(x=x, w=w, b=arg(node, 2, "bias"))
+
+
+def _rewrite_linear(rw, node: Node, m: dict) -> Node:
+    y = _conv(rw, emit_to(rw, m["x"]), m["w"], m["b"])
+    return emit_from(rw, y, rank(m["x"]))
+
+
+linear_to_conv = Rule("linear_to_conv", (aten.linear,), _match_linear, _rewrite_linear,
+                      "linear(x, W, b) → from(conv2d(to(x), W.view(O, I, 1, 1), b))")
+
+
+# ── addmm with a transposed weight (GPT-2's Conv1D) ───────────────────────────────────────
+
+def _addmm_parts(mm: Node) -> MatchResult:
+    if not is_op(mm, aten.addmm):
+        return MatchResult.skip()
+    if mm.kwargs.get("beta", 1) != 1 or mm.kwargs.get("alpha", 1) != 1:
+        return MatchResult.fail("addmm with beta or alpha other than 1")
+    bias, x2, w_IO = mm.args[:3]
+    if rank(bias) != 1:
+        return MatchResult.fail(f"addmm bias of rank {rank(bias)}, not a per-output vector")
+    return MatchResult.ok(bias=bias, x2=x2, w=w_IO)
+
+
+def _flattened_source(x2: Node) -> Node | None:
+    """x2 = view(x, [prod(leading), C]) for x of rank 3 or 4 → x."""
+    if not is_op(x2, *_VIEWS):
+        return None
+    x = x2.args[0]
+    if rank(x) not in (3, 4) or shape(x2)[-1] != shape(x)[-1]:
+        return None
+    return x
+
+
+def _match_addmm_flattened(node: Node) -> MatchResult:
+    m = _addmm_parts(node.args[0]) if is_op(node, *_VIEWS) else MatchResult.skip()
+    if not m.matched:
+        return m
+    mm = node.args[0]
+    x = _flattened_source(m.bindings["x2"])
+    if x is None:
+        return MatchResult.skip()
+    if len(mm.users) != 1:
+        return MatchResult.fail("the flattened addmm has several users; converting each would duplicate the conv")
+    out_features = shape(m.bindings["w"])[1]
+    if shape(node) != shape(x)[:-1] + (out_features,):
+        return MatchResult.fail(f"output view {shape(node)} does not restore the input's leading axes")
+    return MatchResult.ok(x=x, **m.bindings)
+
+
+def _rewrite_addmm(rw, node: Node, m: dict) -> Node:
+    src = m.get("x", m["x2"])
+    w_OI = rw.call(aten.permute.default, m["w"], [1, 0])
+    y = _conv(rw, emit_to(rw, src), w_OI, m["bias"])
+    return emit_from(rw, y, rank(src))
+
+
+addmm_flattened_to_conv = Rule(
+    "addmm_flattened_to_conv", _VIEWS, _match_addmm_flattened, _rewrite_addmm,
+    "view(addmm(b, view(x, [N, I]), W_IO), x.shape[:-1] + [O]) → from(conv2d(to(x), W_IO.T.view(O, I, 1, 1), b))")
+
+
+def _match_addmm_2d(node: Node) -> MatchResult:
+    m = _addmm_parts(node)
+    if not m.matched:
+        return m
+    x2 = m.bindings["x2"]
+    users = list(node.users)
+    if _flattened_source(x2) is not None and len(users) == 1 and _match_addmm_flattened(users[0]).matched:
+        return MatchResult.skip()  # addmm_flattened_to_conv owns it
+    return MatchResult.ok(**m.bindings)
+
+
+addmm_to_conv = Rule("addmm_to_conv", (aten.addmm,), _match_addmm_2d, _rewrite_addmm,
+                     "addmm(b, x_BC, W_IO) → from(conv2d(x_BC11, W_IO.T.view(O, I, 1, 1), b))")
+
+
+# ── propagation ───────────────────────────────────────────────────────────────────────────
+
+def _match_cancel(node: Node) -> MatchResult:
+    t = match_to(node)
+    if t is None:
+        return MatchResult.skip()
+    f = match_from(t[0])
+    if f is None or f[1] != t[1]:
+        return MatchResult.skip()
+    return MatchResult.ok(y=f[0])
+
+
+cancel_to_from = Rule("cancel_to_from", (aten.permute, aten.unsqueeze), _match_cancel,
+                      lambda rw, node, m: m["y"], "to(from(y)) → y")
+
+UNARY = (
+    aten.relu, aten.gelu, aten.silu, aten.sigmoid, aten.tanh, aten.hardswish, aten.hardsigmoid,
+    aten.hardtanh, aten.leaky_relu, aten.elu, aten.erf, aten.exp, aten.neg, aten.abs, aten.sqrt,
+    aten.rsqrt, aten.clone, aten.alias, aten.clamp, aten.pow.Tensor_Scalar, aten.mul.Scalar,
+    aten.add.Scalar, aten.sub.Scalar, aten.div.Scalar,
+)
+
+
+def _match_unary(node: Node) -> MatchResult:
+    f = match_from(node.args[0]) if isinstance(node.args[0], Node) else None
+    if f is None:
+        return MatchResult.skip()
+    if any(isinstance(a, Node) for a in list(node.args[1:]) + list(node.kwargs.values())):
+        return MatchResult.skip()
+    return MatchResult.ok(y=f[0], r=f[1])
+
+
+def _rewrite_unary(rw, node: Node, m: dict) -> Node:
+    out = rw.call(node.target, m["y"], *node.args[1:], **node.kwargs)
+    return emit_from(rw, out, m["r"])
+
+
+sink_unary = Rule("sink_unary", UNARY, _match_unary, _rewrite_unary, "f(from(y)) → from(f(y))")
+
+BINARY = (aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor,
+          aten.maximum, aten.minimum)
+
+
+def _match_binary(node: Node) -> MatchResult:
+    a, b = node.args[:2]
+    fa = match_from(a) if isinstance(a, Node) else None
+    fb = match_from(b) if isinstance(b, Node) else None
+    if fa is None and fb is None:
+        return MatchResult.skip()
+    if fa is not None and fb is not None:
+        if fa[1] != fb[1] or shape(a) != shape(b):
+            return MatchResult.fail(f"operands {shape(a)} and {shape(b)} differ in shape")
+        return MatchResult.ok(operands=(fa[0], fb[0]), r=fa[1])
+    (conv_idx, (y, r)), other = ((0, fa), b) if fa is not None else ((1, fb), a)
+    if isinstance(other, Node):
+        if rank(other) is None:
+            return MatchResult.fail("the other operand has no tensor value")
+        if rank(other) > r:
+            return MatchResult.fail(f"the other operand has rank {rank(other)} > {r}")
+        if rank(node) != r:
+            return MatchResult.fail("broadcasting changes the rank")
+    return MatchResult.ok(y=y, r=r, other=other, pos=conv_idx)
+
+
+def _rewrite_binary(rw, node: Node, m: dict) -> Node:
+    r = m["r"]
+    if "operands" in m:
+        args = m["operands"]
+    else:
+        other = m["other"]
+        if isinstance(other, Node) and rank(other) > 0:
+            other = emit_broadcast_to(rw, other, r)
+        args = (m["y"], other) if m["pos"] == 0 else (other, m["y"])
+    out = rw.call(node.target, *args, *node.args[2:], **node.kwargs)
+    return emit_from(rw, out, r)
+
+
+sink_binary = Rule("sink_binary", BINARY, _match_binary, _rewrite_binary,
+                   "g(from(a), from(b)) → from(g(a, b)); g(from(a), t) → from(g(a, to(t)))")
+
+
+def _match_slice(node: Node) -> MatchResult:
+    f = match_from(node.args[0])
+    if f is None:
+        return MatchResult.skip()
+    y, r = f
+    dim = normalize_dim(arg(node, 1, "dim", 0), r)
+    return MatchResult.ok(y=y, r=r, dim=AXIS_MAP[r][dim])
+
+
+def _rewrite_slice(rw, node: Node, m: dict) -> Node:
+    rest = list(node.args[2:])
+    out = rw.call(aten.slice.Tensor, m["y"], m["dim"], *rest)
+    return emit_from(rw, out, m["r"])
+
+
+sink_slice = Rule("sink_slice", (aten.slice.Tensor,), _match_slice, _rewrite_slice,
+                  "slice(from(y), d, ...) → from(slice(y, d', ...))")
+
+
+def _match_select(node: Node) -> MatchResult:
+    f = match_from(node.args[0])
+    if f is None:
+        return MatchResult.skip()
+    y, r = f
+    dim = normalize_dim(node.args[1], r)
+    if r not in (3, 4) or dim != 1:
+        return MatchResult.fail(f"selecting axis {dim} of a rank-{r} channels-last tensor "
+                                "leaves no channels-first form")
+    axis = AXIS_MAP[r][dim]
+    size = shape(y)[axis]
+    index = node.args[2] + size if node.args[2] < 0 else node.args[2]
+    return MatchResult.ok(y=y, r=r, axis=axis, index=index)
+
+
+def _rewrite_select(rw, node: Node, m: dict) -> Node:
+    out = rw.call(aten.slice.Tensor, m["y"], m["axis"], m["index"], m["index"] + 1)
+    if m["r"] == 3:  # (B, C, 1, 1) → (B, C)
+        return emit_from(rw, out, 2)
+    return emit_from(rw, out, 3)  # (B, C, 1, W) → (B, W, C)
+
+
+sink_select = Rule("sink_select", (aten.select.int,), _match_select, _rewrite_select,
+                   "select(from(y), 1, i) → from(slice(y, axis, i, i + 1))")
+
+# Shared with passes that emit ``from`` conversions of their own (layer_norm).
+PROPAGATION_RULES = (cancel_to_from, sink_unary, sink_binary, sink_slice, sink_select)
+
+layout = Pass(
+    "layout",
+    [linear_to_conv, addmm_flattened_to_conv, addmm_to_conv, *PROPAGATION_RULES],
+    __doc__,
+)
