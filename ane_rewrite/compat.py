@@ -1,75 +1,88 @@
 """Gaps in coremltools 9.0's PyTorch converter, closed in one place.
 
-coremltools 9.0 has no converter for a few ATen ops that transformers 5 emits when a graph is
-exported without decompositions: ``new_ones``, ``__and__`` and ``alias``. ``install()``
-registers one for each that the installed coremltools lacks (and none it already has); it is
-called by ``export`` before every conversion and is idempotent.
+coremltools 9.0's ExportedProgram frontend has no converter for these ATen ops, which
+transformers 5 and timm emit when a graph is exported without decompositions (measured:
+``NotImplementedError: Unsupported fx node ...``):
 
-``export`` converts through ``torch.export`` (the ExportedProgram path), never TorchScript, so
-coremltools' TorchScript path, which trips on numpy ≥ 2.4, is not on our way.
+    new_ones            → const (static size) or fill + cast
+    alias               → identity
+    __and__             → logical_and (on bool casts)
+    where.ScalarOther   → select(cond, x, scalar)
+
+``install()`` registers a converter for each kind the installed coremltools lacks, and none it
+has; it is idempotent and ``export`` calls it before every conversion. (``export`` also
+decomposes the graph, which removes most of these ops; the converters cover graphs that keep
+them.) ``export`` converts through ``torch.export`` (the ExportedProgram path), never
+TorchScript, so coremltools' TorchScript path, which trips on numpy ≥ 2.4, is not on our way.
 """
 from __future__ import annotations
 
+import numpy as np
 
-def _registry():
+# the op kinds as coremltools' frontend spells them after ``sanitize_op_kind``
+KINDS = ("new_ones", "alias", "__and__", "where.scalarother")
+
+
+def _registry() -> dict:
     from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY
 
-    return _TORCH_OPS_REGISTRY
+    return _TORCH_OPS_REGISTRY.name_to_func_mapping
 
 
-def _converters():
+def _converters() -> dict:
     from coremltools.converters.mil import Builder as mb
     from coremltools.converters.mil.frontend.torch.ops import _get_inputs
     from coremltools.converters.mil.frontend.torch.utils import NUM_TO_NUMPY_DTYPE
     from coremltools.converters.mil.mil import types
 
-    def ane_new_ones(context, node):
+    def new_ones(context, node):
         # new_ones(self, size, dtype=None, layout=None, device=None, pin_memory=None)
         inputs = _get_inputs(context, node, min_expected=2)
         like, size = inputs[0], inputs[1]
         dtype = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
         if dtype is not None and dtype.val is not None:
-            np_dtype = NUM_TO_NUMPY_DTYPE[dtype.val]
+            np_dtype = NUM_TO_NUMPY_DTYPE[int(dtype.val)]
         else:
             np_dtype = types.nptype_from_builtin(like.dtype)
         if size.val is not None:
-            import numpy as np
-
-            value = np.ones(tuple(int(s) for s in size.val), dtype=np_dtype)
-            context.add(mb.const(val=value, name=node.name))
+            context.add(mb.const(val=np.ones(tuple(int(s) for s in np.atleast_1d(size.val)), dtype=np_dtype),
+                                 name=node.name))
             return
         ones = mb.fill(shape=size, value=1.0)
-        context.add(mb.cast(x=ones, dtype=types.builtin_to_string(types.numpy_type_to_builtin_type(np_dtype)),
-                            name=node.name))
+        builtin = types.numpy_type_to_builtin_type(np_dtype)
+        context.add(mb.cast(x=ones, dtype=types.builtin_to_string(builtin), name=node.name))
 
-    def ane_and(context, node):
-        x, y = _get_inputs(context, node, expected=2)
-        if x.dtype != types.bool:
-            x = mb.cast(x=x, dtype="bool")
-        if y.dtype != types.bool:
-            y = mb.cast(x=y, dtype="bool")
-        context.add(mb.logical_and(x=x, y=y, name=node.name))
-
-    def ane_alias(context, node):
-        (x,) = _get_inputs(context, node, expected=1)
+    def alias(context, node):
+        x = _get_inputs(context, node, expected=1)[0]
         context.add(mb.identity(x=x, name=node.name))
 
-    return {"new_ones": ane_new_ones, "__and__": ane_and, "alias": ane_alias}
+    def logical_and(context, node):
+        x, y = _get_inputs(context, node, expected=2)
+        x = x if x.dtype == types.bool else mb.cast(x=x, dtype="bool")
+        y = y if y.dtype == types.bool else mb.cast(x=y, dtype="bool")
+        context.add(mb.logical_and(x=x, y=y, name=node.name))
+
+    def where_scalar_other(context, node):
+        cond, x, other = _get_inputs(context, node, expected=3)
+        cond = cond if cond.dtype == types.bool else mb.cast(x=cond, dtype="bool")
+        other = mb.const(val=np.array(other.val, dtype=types.nptype_from_builtin(x.dtype)))
+        context.add(mb.select(cond=cond, a=x, b=other, name=node.name))
+
+    return {"new_ones": new_ones, "alias": alias, "__and__": logical_and,
+            "where.scalarother": where_scalar_other}
 
 
 def missing_ops() -> list[str]:
-    """The ops of this module that the installed coremltools cannot convert by itself."""
+    """The op kinds of this module that the installed coremltools cannot convert itself."""
     registry = _registry()
-    return [name for name in ("new_ones", "__and__", "alias") if registry.get_func(name) is None]
+    return [kind for kind in KINDS if kind not in registry]
 
 
 def install() -> list[str]:
-    """Register the missing converters; returns the names registered by this call."""
-    from coremltools.converters.mil.frontend.torch.torch_op_registry import register_torch_op
-
-    added = []
-    converters = _converters()
-    for name in missing_ops():
-        register_torch_op(converters[name], torch_alias=[name])
-        added.append(name)
-    return added
+    """Register the missing converters; returns the kinds registered by this call."""
+    missing = missing_ops()
+    if missing:
+        registry, converters = _registry(), _converters()
+        for kind in missing:
+            registry[kind] = converters[kind]
+    return missing

@@ -99,7 +99,11 @@ class PassResult:
 
 
 class Rewriter:
-    """Inserts the nodes of one rewrite before its anchor, with values and provenance."""
+    """Inserts the nodes of one rewrite before its anchor, with values and provenance.
+
+    A call equal to one already computed before the anchor (same op, same arguments) is not
+    inserted again: the existing node is returned, so conversions are shared, not repeated.
+    """
 
     def __init__(self, gm: GraphModule, anchor: Node, rule: str):
         self.gm = gm
@@ -107,6 +111,9 @@ class Rewriter:
         self.rule = rule
 
     def call(self, target, *args, **kwargs) -> Node:
+        existing = self._existing(target, args, kwargs)
+        if existing is not None:
+            return existing
         with self.gm.graph.inserting_before(self.anchor):
             node = self.gm.graph.call_function(target, tuple(args), dict(kwargs))
         node.meta["val"] = infer_val(self.gm, target, node.args, node.kwargs)
@@ -115,6 +122,16 @@ class Rewriter:
             if key in self.anchor.meta:
                 node.meta[key] = self.anchor.meta[key]
         return node
+
+    def _existing(self, target, args: tuple, kwargs: dict) -> Node | None:
+        first = next((a for a in args if isinstance(a, Node)), None)
+        if first is None:
+            return None
+        for user in first.users:
+            if (user.op == "call_function" and user.target is target and user < self.anchor
+                    and list(user.args) == list(args) and dict(user.kwargs) == kwargs):
+                return user
+        return None
 
 
 def _same_value_type(a: Any, b: Any) -> bool:

@@ -165,16 +165,38 @@ def _node_values(gm: GraphModule, inputs: Any) -> dict[str, Any]:
     return rec.values
 
 
+# A channels-first 4-D value → the channels-last rank-r value it stands for (see passes/_layouts.py).
+_CHANNELS_LAST = {
+    2: lambda y: y.squeeze(3).squeeze(2),
+    3: lambda y: y.squeeze(2).permute(0, 2, 1),
+    4: lambda y: y.permute(0, 2, 3, 1),
+}
+
+
+def _counterpart(node, values: dict) -> tuple[str | None, Any]:
+    """The reference node this candidate node stands for, and the candidate value to compare."""
+    if "ane_channels_first_of" in node.meta:
+        origin, r = node.meta["ane_channels_first_of"]
+        value = values.get(node.name)
+        return origin, _CHANNELS_LAST[r](value) if isinstance(value, torch.Tensor) and value.dim() == 4 else None
+    origin = node.meta.get("ane_origin", None if "ane_rule" in node.meta else node.name)
+    return origin, values.get(node.name)
+
+
 def first_divergence(reference: torch.nn.Module, candidate: GraphModule, inputs: Any) -> str | None:
-    """The first node of ``candidate`` whose value departs from its reference counterpart."""
+    """The first node of ``candidate`` whose value departs from its reference counterpart.
+
+    Counterparts: an unchanged node has the same name; a node that replaced one carries its
+    name in ``meta["ane_origin"]``; a value inside a channels-first region names the node it
+    holds in ``meta["ane_channels_first_of"]`` and is compared after converting it back."""
     ref_gm = reference if isinstance(reference, GraphModule) else capture(reference, inputs)
     ref_vals = _node_values(ref_gm, inputs)
     cand_vals = _node_values(candidate, inputs)
     for node in candidate.graph.nodes:
         if node.op != "call_function":
             continue
-        origin = node.meta.get("ane_origin", None if "ane_rule" in node.meta else node.name)
-        r, c = ref_vals.get(origin), cand_vals.get(node.name)
+        origin, c = _counterpart(node, cand_vals)
+        r = ref_vals.get(origin)
         if not (isinstance(r, torch.Tensor) and isinstance(c, torch.Tensor)) or r.shape != c.shape:
             continue
         if not r.is_floating_point():

@@ -106,7 +106,13 @@ def emit_to(rw, x: Node) -> Node:
 
 
 def emit_from(rw, y: Node, r: int) -> Node:
-    """y 4-D channels-first → its channels-last form of rank r."""
+    """y 4-D channels-first → its channels-last form of rank r.
+
+    Marks y with ``meta["ane_channels_first_of"] = (origin, r)``: y holds, channels-first, the
+    value of the original node ``origin`` (the anchor being replaced); the equivalence checker
+    uses it to compare values inside a layout region with the original graph."""
+    anchor = rw.anchor
+    y.meta.setdefault("ane_channels_first_of", (anchor.meta.get("ane_origin", anchor.name), r))
     if r == 2:
         return rw.call(aten.squeeze.dims, rw.call(aten.squeeze.dims, y, [3]), [2])
     if r == 3:

@@ -22,6 +22,7 @@ Propagation (to a fixpoint, so consecutive linears share one layout region):
     slice(from(y), d, ...)                  → from(slice(y, d', ...))
     select(from(y_BC1S), 1, i)              → from(slice(y, 3, i, i + 1))   (B, C) out
     select(from(y_BCHW), 1, i)              → from(slice(y, 2, i, i + 1))   (B, W, C) out
+    view(x, shape(x)), slice(x, d, 0, ≥ size) → x                 (cleanup's rules, shared)
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from torch.fx import Node
 from ane_rewrite.graph import arg, aten, is_op, normalize_dim, rank, shape
 from ane_rewrite.rules import MatchResult, Pass, Rule
 
+from .cleanup import drop_noop_slice, drop_noop_view
 from ._layouts import AXIS_MAP, RANKS, emit_broadcast_to, emit_from, emit_to, match_from, match_to
 
 _VIEWS = (aten.view, aten.reshape, aten._unsafe_view)
@@ -253,8 +255,10 @@ def _rewrite_select(rw, node: Node, m: dict) -> Node:
 sink_select = Rule("sink_select", (aten.select.int,), _match_select, _rewrite_select,
                    "select(from(y), 1, i) → from(slice(y, axis, i, i + 1))")
 
-# Shared with passes that emit ``from`` conversions of their own (layer_norm).
-PROPAGATION_RULES = (cancel_to_from, sink_unary, sink_binary, sink_slice, sink_select)
+# Shared with passes that emit ``from`` conversions of their own (layer_norm). No-op views
+# and slices are dropped on the way, so they cannot hide a ``from`` from its consumer.
+PROPAGATION_RULES = (cancel_to_from, sink_unary, sink_binary, sink_slice, sink_select,
+                     drop_noop_view, drop_noop_slice)
 
 layout = Pass(
     "layout",

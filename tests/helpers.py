@@ -1,0 +1,21 @@
+"""Assertions shared by the tests."""
+from __future__ import annotations
+
+import torch
+
+from ane_rewrite.capture import capture
+from ane_rewrite.graph import op_counts
+
+
+def captured(module: torch.nn.Module, example):
+    """The module captured as the passes see it."""
+    return capture(module, example)
+
+
+def count(gm, name: str) -> int:
+    return op_counts(gm).get(name, 0)
+
+
+def outputs(gm, example):
+    with torch.no_grad():
+        return gm(*example) if isinstance(example, tuple) else gm(**example)

@@ -1,0 +1,79 @@
+"""passes/cleanup.py: inverse pairs, no-op views and slices, repeated computations."""
+import pytest
+import torch
+from torch import nn
+
+from passes.cleanup import cleanup
+from tests.helpers import captured, count, outputs
+
+
+class Fn(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+CASES = [
+    # (name, function, rule expected to fire, op that must be gone)
+    ("permute pair", lambda x: x.permute(0, 2, 1).permute(0, 2, 1).relu(), "cancel_permute_pair", "permute"),
+    ("identity permute", lambda x: x.permute(0, 1, 2).relu(), "drop_identity_permute", "permute"),
+    ("unsqueeze of squeeze", lambda x: x.unsqueeze(2).squeeze(2).unsqueeze(2).relu(), None, "squeeze"),
+    ("view chain", lambda x: x.view(2, 15).view(5, 6).relu(), "fold_view_chain", None),
+    ("no-op view", lambda x: x.view(2, 3, 5).relu(), "drop_noop_view", "view"),
+    ("repeated call", lambda x: x.exp() + x.exp(), "dedupe", None),
+]
+
+
+@pytest.mark.parametrize("name,fn,rule,gone", CASES, ids=[c[0] for c in CASES])
+def test_rule_fires_keeps_numbers_and_is_idempotent(name, fn, rule, gone):
+    module, example = Fn(fn).eval(), (torch.randn(2, 3, 5),)
+    gm = captured(module, example)
+    result = cleanup(gm)
+    assert result.changed, result
+    if rule:
+        assert result.counts[rule] >= 1, result
+    if gone:
+        assert count(gm, gone) == 0
+    with torch.no_grad():
+        torch.testing.assert_close(outputs(gm, example), module(*example))
+    assert not cleanup(gm).changed
+
+
+def test_dedupe_leaves_one_call():
+    module, example = Fn(lambda x: x.exp() + x.exp() * x.exp()).eval(), (torch.randn(4),)
+    gm = captured(module, example)
+    cleanup(gm)
+    assert count(gm, "exp") == 1
+
+
+def test_non_inverse_permutes_are_kept():
+    module, example = Fn(lambda x: x.permute(0, 2, 1, 3).permute(0, 3, 1, 2)).eval(), (torch.randn(2, 3, 4, 5),)
+    gm = captured(module, example)
+    result = cleanup(gm)
+    assert count(gm, "permute") == 2 and not result.counts["cancel_permute_pair"]
+    with torch.no_grad():
+        torch.testing.assert_close(outputs(gm, example), module(*example))
+
+
+def test_random_ops_are_not_deduplicated():
+    module, example = Fn(lambda x: torch.rand_like(x) + torch.rand_like(x)).eval(), (torch.randn(3),)
+    gm = captured(module, example)
+    cleanup(gm)
+    assert count(gm, "rand") + count(gm, "rand_like") == 2
+
+
+def test_noop_slice_is_dropped():
+    """torch.export already drops the model's own no-op slices; rewrites can leave some."""
+    module, example = Fn(lambda x: x[:, 0:2].relu()).eval(), (torch.randn(2, 3, 5),)
+    gm = captured(module, example)
+    (node,) = [n for n in gm.graph.nodes if n.target == torch.ops.aten.slice.Tensor]
+    node.args = (node.args[0], 1, 0, 9223372036854775807)  # now slices the whole axis
+    node.meta["val"] = node.args[0].meta["val"]
+    gm.recompile()
+    result = cleanup(gm)
+    assert result.counts["drop_noop_slice"] == 1 and count(gm, "slice") == 0
+    with torch.no_grad():
+        torch.testing.assert_close(outputs(gm, example), example[0].relu())

@@ -1,0 +1,87 @@
+"""passes/layer_norm.py: LayerNorm over the channel axis of (B, C, 1, S).
+
+    conv ─ from ─ layer_norm ─ to ─ conv   →   conv ─ mean₁/sub/mul/mean₁/rsqrt ─ ·w + b ─ conv
+"""
+import pytest
+import torch
+from torch import nn
+
+from ane_rewrite import export, mil
+from passes.layer_norm import layer_norm
+from passes.layout import layout
+from tests.helpers import captured, count, outputs
+from tests.zoo import randomize_norms
+
+
+class PostNorm(nn.Module):
+    """linear → (+x) → LayerNorm → linear: the norm sits inside a layout region."""
+
+    def __init__(self, c=32, eps=1e-5, affine=True):
+        super().__init__()
+        self.a, self.b = nn.Linear(c, c), nn.Linear(c, c)
+        self.norm = nn.LayerNorm(c, eps=eps, elementwise_affine=affine)
+
+    def forward(self, x):
+        return self.b(self.norm(x + self.a(x)))
+
+
+def _rewrite(module, example):
+    gm = captured(module, example)
+    layout(gm)
+    return gm, layer_norm(gm)
+
+
+@pytest.mark.parametrize("eps", [1e-12, 1e-5])
+@pytest.mark.parametrize("affine", [True, False])
+def test_norm_in_region_runs_over_channels(eps, affine):
+    module = randomize_norms(PostNorm(eps=eps, affine=affine).eval())
+    example = (torch.randn(2, 6, 32),)
+    gm, result = _rewrite(module, example)
+    assert result.counts["channel_layer_norm"] == 1
+    assert count(gm, "layer_norm") == 0
+    assert count(gm, "permute") == 2  # only the region's boundaries
+    means = [n for n in gm.graph.nodes if n.target == torch.ops.aten.mean.dim]
+    assert [n.args[1] for n in means] == [[1], [1]]
+    eps_adds = [n for n in gm.graph.nodes if n.target == torch.ops.aten.add.Tensor and n.args[1] == eps]
+    assert len(eps_adds) == 1  # the model's own eps, kept
+    with torch.no_grad():
+        torch.testing.assert_close(outputs(gm, example), module(*example), rtol=1e-5, atol=1e-5)
+    assert not layer_norm(gm).changed
+
+
+def test_norm_outside_any_region_is_declined_with_reason():
+    module = nn.Sequential(nn.LayerNorm(16)).eval()
+    gm = captured(module, (torch.randn(2, 3, 16),))
+    layout(gm)
+    result = layer_norm(gm)
+    assert not result.changed and count(gm, "layer_norm") == 1
+    (declined,) = result.declined
+    assert "not in a channels-first layout region" in declined.reason
+
+
+def test_norm_over_two_axes_is_declined_with_reason():
+    class TwoAxes(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(8, 8)
+            self.norm = nn.LayerNorm([4, 8])
+
+        def forward(self, x):
+            return self.norm(self.a(x))
+
+    module, example = TwoAxes().eval(), (torch.randn(2, 4, 8),)
+    gm, result = _rewrite(module, example)
+    assert not result.counts["channel_layer_norm"]
+    assert any("2 axes" in d.reason for d in result.declined)
+    with torch.no_grad():
+        torch.testing.assert_close(outputs(gm, example), module(*example), rtol=1e-5, atol=1e-5)
+
+
+def test_coremltools_fuses_the_channel_norm_into_one_layer_norm(tmp_path):
+    module = randomize_norms(PostNorm(c=64, eps=1e-5).eval())
+    example = (torch.randn(1, 16, 64),)
+    gm, _ = _rewrite(module, example)
+    mix = mil.op_mix(mil.program_ops(export(gm, example)))
+    assert mix["layer_norm"] == 1
+    assert mix["reduce_mean"] == 0 and mix["rsqrt"] == 0
+    assert mix["conv"] == 2 and mix["linear"] == 0

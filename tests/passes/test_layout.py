@@ -1,0 +1,181 @@
+"""passes/layout.py: linears to 1×1 convs on channels-first layouts, and propagation.
+
+    linear(x_BSC) ─ gelu ─ linear      →   to ─ conv ─ gelu ─ conv ─ from
+"""
+import torch
+from hypothesis import given, settings, strategies as st
+from torch import nn
+
+from passes.layout import layout
+from tests.helpers import captured, count, outputs
+from tests.zoo import MlpBlock
+
+
+def _run(module, example):
+    gm = captured(module, example)
+    result = layout(gm)
+    return gm, result
+
+
+def _close(gm, module, example):
+    with torch.no_grad():
+        expected = module(*example)
+    got = outputs(gm, example)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+class Chain(nn.Module):
+    def __init__(self, c_in, hidden, c_out, act=torch.nn.functional.gelu):
+        super().__init__()
+        self.a, self.b = nn.Linear(c_in, hidden), nn.Linear(hidden, c_out)
+        self.act = act
+
+    def forward(self, x):
+        return self.b(self.act(self.a(x)))
+
+
+def test_linear_chain_on_BSC_shares_one_layout_region():
+    """to ─ conv ─ gelu ─ conv ─ from: one conversion at each boundary, none between."""
+    module, example = Chain(24, 40, 8).eval(), (torch.randn(2, 7, 24),)
+    gm, result = _run(module, example)
+    assert result.counts["linear_to_conv"] == 2
+    assert result.counts["sink_unary"] == 1 and result.counts["cancel_to_from"] == 1
+    assert count(gm, "linear") == 0 and count(gm, "conv2d") == 2
+    assert count(gm, "permute") == 2  # one in, one out
+    conv_inputs = [n.args[0].meta["val"].shape for n in gm.graph.nodes if n.target == torch.ops.aten.conv2d.default]
+    assert [tuple(s) for s in conv_inputs] == [(2, 24, 1, 7), (2, 40, 1, 7)]
+    _close(gm, module, example)
+
+
+def test_rank2_linear_becomes_BC11_conv():
+    module, example = Chain(16, 32, 4, act=torch.relu).eval(), (torch.randn(3, 16),)
+    gm, result = _run(module, example)
+    assert result.counts["linear_to_conv"] == 2
+    assert count(gm, "permute") == 0 and count(gm, "conv2d") == 2
+    _close(gm, module, example)
+
+
+def test_channels_last_BHWC_linear_becomes_NCHW_conv_without_permutes_between():
+    class ConvNeXtLike(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+            self.fc1, self.fc2 = nn.Linear(8, 32), nn.Linear(32, 8)
+
+        def forward(self, x_BCHW):
+            y = self.dw(x_BCHW).permute(0, 2, 3, 1)          # (B, H, W, C)
+            y = self.fc2(torch.nn.functional.gelu(self.fc1(y)))
+            return x_BCHW + y.permute(0, 3, 1, 2)
+
+    module, example = ConvNeXtLike().eval(), (torch.randn(2, 8, 5, 6),)
+    gm, result = _run(module, example)
+    assert result.counts["linear_to_conv"] == 2
+    assert count(gm, "permute") == 0  # the model's own permutes cancel against the conversions
+    _close(gm, module, example)
+
+
+def test_addmm_with_transposed_weight_becomes_conv():
+    class Conv1D(nn.Module):  # GPT-2's projection
+        def __init__(self, nx, nf):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(nx, nf) * 0.1)
+            self.bias = nn.Parameter(torch.randn(nf))
+
+        def forward(self, x):
+            out = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
+            return out.view(x.size()[:-1] + (self.weight.size(1),))
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = Conv1D(16, 48), Conv1D(48, 16)
+
+        def forward(self, x):
+            return x + self.b(torch.tanh(self.a(x)))
+
+    module, example = Block().eval(), (torch.randn(2, 5, 16),)
+    gm, result = _run(module, example)
+    assert result.counts["addmm_flattened_to_conv"] == 2
+    assert count(gm, "addmm") == 0 and count(gm, "conv2d") == 2
+    _close(gm, module, example)
+    # rank-2 addmm
+
+def test_rank2_addmm_becomes_BC11_conv():
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(16, 3))
+            self.bias = nn.Parameter(torch.randn(3))
+
+        def forward(self, x_BC):
+            return torch.addmm(self.bias, x_BC, self.weight)
+
+    module, example = Head().eval(), (torch.randn(4, 16),)
+    gm, result = _run(module, example)
+    assert result.counts["addmm_to_conv"] == 1
+    assert count(gm, "addmm") == 0 and count(gm, "conv2d") == 1
+    _close(gm, module, example)
+
+
+def test_residual_add_and_token_select_stay_channels_first():
+    """x ─ linear ─ (+x) ─ [:, 0] ─ linear: the select becomes a slice on the S axis."""
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj, self.cls = nn.Linear(32, 32), nn.Linear(32, 5)
+
+        def forward(self, x):
+            h = self.proj(x) * 0.5 + self.proj(x).relu()
+            return self.cls(h[:, 0])
+
+    module, example = Head().eval(), (torch.randn(2, 9, 32),)
+    gm, result = _run(module, example)
+    assert result.counts["sink_select"] == 1
+    assert result.counts["sink_binary"] >= 1
+    assert count(gm, "select") == 0
+    _close(gm, module, example)
+
+
+def test_mlp_block_numbers_and_idempotence():
+    module = MlpBlock().eval()
+    example = (torch.randn(2, 10, 48),)
+    gm, result = _run(module, example)
+    assert result.counts["linear_to_conv"] == 4
+    assert count(gm, "linear") == 0
+    _close(gm, module, example)
+    again = layout(gm)
+    assert not again.changed, again
+
+
+def test_rank5_linear_is_declined_with_its_reason():
+    module, example = nn.Linear(6, 3).eval(), (torch.randn(2, 2, 2, 2, 6),)
+    gm, result = _run(module, example)
+    assert count(gm, "linear") == 1
+    assert not result.changed
+    (declined,) = result.declined
+    assert declined.rule == "linear_to_conv"
+    assert "rank 5" in declined.reason
+
+
+def test_parameters_keep_names_and_shapes():
+    module, example = Chain(12, 20, 6).eval(), (torch.randn(1, 3, 12),)
+    gm, _ = _run(module, example)
+    assert {k: v.shape for k, v in gm.state_dict().items()} == {k: v.shape for k, v in module.state_dict().items()}
+
+
+def test_created_nodes_carry_provenance():
+    module, example = Chain(12, 20, 6).eval(), (torch.randn(1, 3, 12),)
+    gm, _ = _run(module, example)
+    convs = [n for n in gm.graph.nodes if n.target == torch.ops.aten.conv2d.default]
+    assert all(n.meta["ane_rule"] == "linear_to_conv" for n in convs)
+    assert any(n.meta.get("ane_origin") for n in gm.graph.nodes)
+
+
+@settings(max_examples=12, deadline=None)
+@given(batch=st.integers(1, 3), seq=st.integers(1, 9), c_in=st.integers(1, 13),
+       hidden=st.integers(1, 17), c_out=st.integers(1, 7))
+def test_property_linear_chains_of_any_size_are_equivalent(batch, seq, c_in, hidden, c_out):
+    module, example = Chain(c_in, hidden, c_out).eval(), (torch.randn(batch, seq, c_in),)
+    gm, result = _run(module, example)
+    assert count(gm, "linear") == 0
+    _close(gm, module, example)

@@ -1,0 +1,70 @@
+"""ane_rewrite.export, and acceptance 3 on the realistic-size DistilBERT (seq 128)."""
+import pytest
+import torch
+
+import ane_rewrite
+from ane_rewrite import mil, models
+from ane_rewrite.errors import ExportError
+from tests.zoo import distilbert, mlp_block
+
+
+@pytest.fixture(scope="module")
+def distilbert_base_export(tmp_path_factory):
+    """DistilBERT with an SST-2 head, default config (6 layers, 768 wide), seq 128."""
+    model = models.default_model()
+    fast = ane_rewrite.optimize(model, seq_len=128)
+    path = tmp_path_factory.mktemp("export") / "rewritten.mlpackage"
+    ane_rewrite.export(fast, fast.example_inputs, path)
+    linears = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    return mil.program_ops(path), linears
+
+
+def test_distilbert_every_linear_is_a_4d_conv(distilbert_base_export):
+    ops, linears = distilbert_base_export
+    s = mil.summary(ops)
+    assert linears == 38
+    assert s["linear"] == 0
+    assert s["conv"] == s["conv_4d"] == 38
+
+
+def test_distilbert_no_transpose_between_projections(distilbert_base_export):
+    """Between the attention output projection and the next layer's q/k/v projections (and
+    around the FFN) the glue is adds, norms and activations: no layout copy."""
+    ops, _ = distilbert_base_export
+    glue = mil.ops_between(ops)
+    assert len(glue) == 38
+    with_glue = [name for name, between in glue.items() if between]
+    assert len(with_glue) >= 6 * 3  # out proj → FFN, FFN up → down, FFN down → next layer
+    copies = {name: [o.type for o in between if o.type in ("transpose",) + mil.RESHAPE_FAMILY]
+              for name, between in glue.items()}
+    assert all(not c for c in copies.values()), copies
+
+
+def test_token_inputs_are_int32_with_static_shapes(tmp_path):
+    model, _ = distilbert()
+    example = models.example_inputs(model, seq_len=16, batch=2)
+    mlmodel = ane_rewrite.export(model, example, tmp_path / "m.mlpackage")
+    inputs = {i.name: i.type.multiArrayType for i in mlmodel.get_spec().description.input}
+    assert set(inputs) == {"input_ids", "attention_mask"}
+    for arr in inputs.values():
+        assert list(arr.shape) == [2, 16]
+        assert arr.dataType == arr.INT32
+    assert (tmp_path / "m.mlpackage").is_dir()
+
+
+def test_export_of_original_and_rewritten_mlp(tmp_path):
+    model, example = mlp_block()
+    base = mil.summary(mil.program_ops(ane_rewrite.export(model, example)))
+    fast = mil.summary(mil.program_ops(ane_rewrite.export(ane_rewrite.optimize(model, example), example)))
+    assert (base["linear"], base["conv"]) == (4, 0)
+    assert (fast["linear"], fast["conv_4d"]) == (0, 4)
+    assert fast["transpose"] <= 2  # one conversion in, one out
+
+
+def test_an_op_coremltools_cannot_convert_is_an_export_error():
+    class Bessel(torch.nn.Module):
+        def forward(self, x):
+            return torch.special.i0(x)
+
+    with pytest.raises(ExportError, match="Unsupported fx node i0"):
+        ane_rewrite.export(Bessel(), (torch.randn(3),))

@@ -1,0 +1,60 @@
+"""ane_rewrite/models.py: sources and example inputs (the model-family adapters)."""
+import pytest
+import torch
+
+from ane_rewrite import models
+from ane_rewrite.errors import InputError, SourceError
+from tests.zoo import distilbert, mlp_block, vit_tiny
+
+
+def test_hf_text_inputs_are_ids_within_the_vocabulary_and_a_mask():
+    model, _ = distilbert()
+    ex = models.example_inputs(model, seq_len=20, batch=3)
+    assert set(ex) == {"input_ids", "attention_mask"}
+    assert ex["input_ids"].shape == (3, 20) and ex["attention_mask"].shape == (3, 20)
+    assert 0 <= int(ex["input_ids"].min()) and int(ex["input_ids"].max()) < model.config.vocab_size
+
+
+def test_hf_text_inputs_refuse_a_sequence_longer_than_the_positions():
+    model, _ = distilbert()
+    with pytest.raises(InputError, match="exceeds"):
+        models.example_inputs(model, seq_len=129)
+
+
+def test_timm_inputs_take_the_image_size_from_the_config():
+    model, _ = vit_tiny()
+    (x,) = models.example_inputs(model, batch=2)
+    assert x.shape == (2, 3, 224, 224)
+
+
+def test_unknown_model_needs_explicit_inputs():
+    model, _ = mlp_block()
+    with pytest.raises(InputError, match="example_inputs="):
+        models.example_inputs(model)
+
+
+def test_sources_resolve():
+    assert type(models.load("hf:BertModel")).__name__ == "BertModel"
+    assert type(models.load("hf:distilbert")).__name__ == "DistilBertModel"
+    assert models.load("hf:DistilBertForSequenceClassification").config.num_labels == 2
+    assert type(models.load("tests.zoo:tiny_distilbert_model")).__name__ == "DistilBertForSequenceClassification"
+
+
+@pytest.mark.parametrize("source,message", [
+    ("nonsense", "is not"),
+    ("hf:NoSuchModelAnywhere", "neither a local model directory"),
+    ("no_such_module_xyz:make", "cannot import"),
+    ("tests.zoo:nothing_here", "no callable"),
+])
+def test_bad_sources_name_their_cause(source, message):
+    with pytest.raises(SourceError, match=message):
+        models.load(source)
+
+
+def test_prepare_turns_off_the_kv_cache_of_decoders():
+    from tests.zoo import gpt2
+
+    model, _ = gpt2()
+    assert models.call_options(model, {"input_ids": torch.zeros(1, 2, dtype=torch.long)}) == {"use_cache": False}
+    models.prepare(model)
+    assert model.config.use_cache is False
