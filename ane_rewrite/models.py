@@ -64,6 +64,14 @@ def _load_hf(name: str) -> torch.nn.Module:
 
 
 def load(source: str) -> torch.nn.Module:
+    """The model a source names. Random weights are drawn from a fixed seed (the global RNG is
+    left as it was), so a source gives the same model every time."""
+    with torch.random.fork_rng():
+        torch.manual_seed(SEED)
+        return _load(source)
+
+
+def _load(source: str) -> torch.nn.Module:
     kind, sep, name = source.partition(":")
     if not sep or not name:
         raise SourceError(f"model source {source!r} is not 'hf:NAME', 'timm:NAME' or 'module:factory'")

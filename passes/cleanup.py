@@ -1,6 +1,6 @@
 """Cleanup: inverse pairs, no-op views and repeated computations.
 
-    permute(permute(x, p), q)  → x                  when q ∘ p is the identity
+    permute(permute(x, p), q)  → permute(x, p ∘ q)  (→ x when that is the identity)
     permute(x, identity)       → x
     unsqueeze(squeeze(y, d), d) → y                 when axis d of y has size 1
     squeeze(unsqueeze(x, d), d) → x
@@ -24,16 +24,20 @@ from ._layouts import normalize_dims_ordered, squeezed_dims
 _VIEWS = (aten.view, aten.reshape, aten._unsafe_view)
 
 
-def _match_permute_pair(node: Node) -> MatchResult:
+def _match_permute_chain(node: Node) -> MatchResult:
     inner = node.args[0]
     if not is_op(inner, aten.permute):
         return MatchResult.skip()
     n = rank(node)
     p = normalize_dims_ordered(inner.args[1], n)
     q = normalize_dims_ordered(node.args[1], n)
-    if [p[i] for i in q] != list(range(n)):
-        return MatchResult.skip()
-    return MatchResult.ok(x=inner.args[0])
+    return MatchResult.ok(x=inner.args[0], dims=[p[i] for i in q])
+
+
+def _fold_permutes(rw, node: Node, m: dict) -> Node:
+    if m["dims"] == list(range(len(m["dims"]))):
+        return m["x"]
+    return rw.call(aten.permute.default, m["x"], m["dims"])
 
 
 def _match_identity_permute(node: Node) -> MatchResult:
@@ -118,8 +122,8 @@ def _match_cse(node: Node) -> MatchResult:
     return MatchResult.skip()
 
 
-cancel_permute_pair = Rule("cancel_permute_pair", (aten.permute,), _match_permute_pair, _existing,
-                           "permute(permute(x, p), q) → x when q ∘ p = id")
+fold_permute_chain = Rule("fold_permute_chain", (aten.permute,), _match_permute_chain, _fold_permutes,
+                          "permute(permute(x, p), q) → permute(x, p ∘ q), or x")
 drop_identity_permute = Rule("drop_identity_permute", (aten.permute,), _match_identity_permute, _existing,
                              "permute(x, id) → x")
 cancel_unsqueeze_squeeze = Rule("cancel_unsqueeze_squeeze", (aten.unsqueeze,), _match_unsqueeze_squeeze,
@@ -133,9 +137,8 @@ drop_noop_slice = Rule("drop_noop_slice", (aten.slice.Tensor,), _match_noop_slic
                        "slice(x, d, 0, ≥ size, 1) → x")
 dedupe = Rule("dedupe", None, _match_cse, _existing, "a pure call repeated with equal arguments → one call")
 
-cleanup = Pass(
-    "cleanup",
-    [cancel_permute_pair, drop_identity_permute, cancel_unsqueeze_squeeze, cancel_squeeze_unsqueeze,
-     fold_view_chain, drop_noop_view, drop_noop_slice, dedupe],
-    __doc__,
-)
+# The canonical forms: shared with the passes whose rewrites leave such pairs behind.
+CANONICAL_RULES = (fold_permute_chain, drop_identity_permute, cancel_unsqueeze_squeeze,
+                   cancel_squeeze_unsqueeze, fold_view_chain, drop_noop_view, drop_noop_slice)
+
+cleanup = Pass("cleanup", [*CANONICAL_RULES, dedupe], __doc__)

@@ -15,24 +15,28 @@ where x_BC1S = to(x_BSC) and ``from`` is its inverse (see ``passes/_layouts.py``
 
 Propagation (to a fixpoint, so consecutive linears share one layout region):
 
-    to(from(y))                             → y
+    to(from(y))                             → y          (via cleanup's permute/squeeze rules)
     f(from(y))                              → from(f(y))            f elementwise unary
     g(from(a), from(b))                     → from(g(a, b))         g elementwise binary
     g(from(a), t)                           → from(g(a, to(t)))     t broadcastable, rank padded
     slice(from(y), d, ...)                  → from(slice(y, d', ...))
     select(from(y_BC1S), 1, i)              → from(slice(y, 3, i, i + 1))   (B, C) out
     select(from(y_BCHW), 1, i)              → from(slice(y, 2, i, i + 1))   (B, W, C) out
-    view(x, shape(x)), slice(x, d, 0, ≥ size) → x                 (cleanup's rules, shared)
+    view(from(y_BC1S), [B, S, c1, …, ck])   → permute(reshape(y, [B, c1, …, ck, S]), [0, k+1, 1, …, k])
+    to(view(x_BSc1…ck, [B, S, C]))          → reshape(permute(x, [0, 2, …, k+1, 1]), [B, C, 1, S])
+                                              (a head split or merge of the channel axis)
+    view(x, shape(x)), slice(x, d, 0, ≥ size), permute chains → cleanup's rules, shared
 """
 from __future__ import annotations
 
-import torch
+import math
+
 from torch.fx import Node
 
 from ane_rewrite.graph import arg, aten, is_op, normalize_dim, rank, shape
 from ane_rewrite.rules import MatchResult, Pass, Rule
 
-from .cleanup import drop_noop_slice, drop_noop_view
+from .cleanup import CANONICAL_RULES
 from ._layouts import AXIS_MAP, RANKS, emit_broadcast_to, emit_from, emit_to, match_from, match_to
 
 _VIEWS = (aten.view, aten.reshape, aten._unsafe_view)
@@ -131,19 +135,6 @@ addmm_to_conv = Rule("addmm_to_conv", (aten.addmm,), _match_addmm_2d, _rewrite_a
 
 
 # ── propagation ───────────────────────────────────────────────────────────────────────────
-
-def _match_cancel(node: Node) -> MatchResult:
-    t = match_to(node)
-    if t is None:
-        return MatchResult.skip()
-    f = match_from(t[0])
-    if f is None or f[1] != t[1]:
-        return MatchResult.skip()
-    return MatchResult.ok(y=f[0])
-
-
-cancel_to_from = Rule("cancel_to_from", (aten.permute, aten.unsqueeze), _match_cancel,
-                      lambda rw, node, m: m["y"], "to(from(y)) → y")
 
 UNARY = (
     aten.relu, aten.gelu, aten.silu, aten.sigmoid, aten.tanh, aten.hardswish, aten.hardsigmoid,
@@ -255,10 +246,72 @@ def _rewrite_select(rw, node: Node, m: dict) -> Node:
 sink_select = Rule("sink_select", (aten.select.int,), _match_select, _rewrite_select,
                    "select(from(y), 1, i) → from(slice(y, axis, i, i + 1))")
 
-# Shared with passes that emit ``from`` conversions of their own (layer_norm). No-op views
-# and slices are dropped on the way, so they cannot hide a ``from`` from its consumer.
-PROPAGATION_RULES = (cancel_to_from, sink_unary, sink_binary, sink_slice, sink_select,
-                     drop_noop_view, drop_noop_slice)
+def _split_factors(x_shape: tuple, v_shape: tuple) -> list[int] | None:
+    """v = view(x) keeps x's leading axes and splits its last axis → the factors, else None."""
+    lead = len(x_shape) - 1
+    if len(v_shape) <= len(x_shape) or tuple(v_shape[:lead]) != tuple(x_shape[:lead]):
+        return None
+    factors = list(v_shape[lead:])
+    return factors if math.prod(factors) == x_shape[-1] else None
+
+
+def _match_split_view(node: Node) -> MatchResult:
+    f = match_from(node.args[0])
+    if f is None:
+        return MatchResult.skip()
+    factors = _split_factors(shape(node.args[0]), shape(node))
+    if factors is None:
+        return MatchResult.skip()
+    return MatchResult.ok(y=f[0], r=f[1], factors=factors)
+
+
+def _rewrite_split_view(rw, node: Node, m: dict) -> Node:
+    y, r, factors = m["y"], m["r"], m["factors"]
+    k = len(factors)
+    spatial = list(shape(node)[1:r - 1])  # the channels-last tensor's middle axes
+    heads_first = rw.call(aten.reshape.default, y, [shape(y)[0], *factors, *spatial])
+    order = [0, *range(k + 1, k + 1 + len(spatial)), *range(1, k + 1)]
+    if order == list(range(len(order))):
+        return heads_first
+    return rw.call(aten.permute.default, heads_first, order)
+
+
+sink_split_view = Rule(
+    "sink_split_view", _VIEWS, _match_split_view, _rewrite_split_view,
+    "view(from(y_BC1S), [B, S, c1, …]) → permute(reshape(y, [B, c1, …, S]), [0, k+1, 1, …, k])")
+
+
+def _match_merge_view(node: Node) -> MatchResult:
+    t = match_to(node)
+    if t is None:
+        return MatchResult.skip()
+    v, r = t
+    if not is_op(v, *_VIEWS):
+        return MatchResult.skip()
+    x = v.args[0]
+    factors = _split_factors(shape(v), shape(x))
+    if factors is None:
+        return MatchResult.skip()
+    return MatchResult.ok(x=x, r=r, k=len(factors))
+
+
+def _rewrite_merge_view(rw, node: Node, m: dict) -> Node:
+    x, r, k = m["x"], m["r"], m["k"]
+    n_spatial = r - 2
+    order = [0, *range(1 + n_spatial, 1 + n_spatial + k), *range(1, 1 + n_spatial)]
+    return rw.call(aten.reshape.default, rw.call(aten.permute.default, x, order), list(shape(node)))
+
+
+hoist_merge_view = Rule(
+    "hoist_merge_view", (aten.permute, aten.unsqueeze), _match_merge_view, _rewrite_merge_view,
+    "to(view(x, [B, S, c1·…·ck])) → reshape(permute(x, [0, c-axes…, S]), [B, C, 1, S])")
+
+# Shared with passes that emit ``from`` conversions of their own (layer_norm). Cleanup's
+# canonical rules run in the same fixpoint: ``to(from(y))`` cancels through them (permute pairs
+# fold away, squeeze/unsqueeze pairs cancel), no-op views cannot hide a ``from`` from its
+# consumer, and a head split right after a conversion costs one transpose.
+PROPAGATION_RULES = (sink_unary, sink_binary, sink_slice, sink_select, sink_split_view,
+                     hoist_merge_view, *CANONICAL_RULES)
 
 layout = Pass(
     "layout",

@@ -27,6 +27,16 @@ def test_distilbert_every_linear_is_a_4d_conv(distilbert_base_export):
     assert s["conv"] == s["conv_4d"] == 38
 
 
+def test_distilbert_op_mix(distilbert_base_export):
+    """Figures measured with the spine's passes (attention untouched): fewer ops than the
+    baseline's 159 and as few transposes as Apple's hand-written port (7)."""
+    ops, _ = distilbert_base_export
+    s, mix = mil.summary(ops), mil.op_mix(ops)
+    assert mix["layer_norm"] == 13 and mix["reduce_mean"] == 0  # 6 × 2 + the embeddings' norm
+    assert s["transpose"] <= 7
+    assert s["ops"] < 159
+
+
 def test_distilbert_no_transpose_between_projections(distilbert_base_export):
     """Between the attention output projection and the next layer's q/k/v projections (and
     around the FFN) the glue is adds, norms and activations: no layout copy."""

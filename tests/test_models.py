@@ -58,3 +58,11 @@ def test_prepare_turns_off_the_kv_cache_of_decoders():
     assert models.call_options(model, {"input_ids": torch.zeros(1, 2, dtype=torch.long)}) == {"use_cache": False}
     models.prepare(model)
     assert model.config.use_cache is False
+
+
+def test_a_source_gives_the_same_model_every_time():
+    a = models.load("tests.zoo:tiny_distilbert_model").state_dict()
+    state = torch.random.get_rng_state()
+    b = models.load("tests.zoo:tiny_distilbert_model").state_dict()
+    assert torch.equal(state, torch.random.get_rng_state())
+    assert all(torch.equal(a[k], b[k]) for k in a)

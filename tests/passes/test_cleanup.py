@@ -18,7 +18,7 @@ class Fn(nn.Module):
 
 CASES = [
     # (name, function, rule expected to fire, op that must be gone)
-    ("permute pair", lambda x: x.permute(0, 2, 1).permute(0, 2, 1).relu(), "cancel_permute_pair", "permute"),
+    ("permute pair", lambda x: x.permute(0, 2, 1).permute(0, 2, 1).relu(), "fold_permute_chain", "permute"),
     ("identity permute", lambda x: x.permute(0, 1, 2).relu(), "drop_identity_permute", "permute"),
     ("unsqueeze of squeeze", lambda x: x.unsqueeze(2).squeeze(2).unsqueeze(2).relu(), None, "squeeze"),
     ("view chain", lambda x: x.view(2, 15).view(5, 6).relu(), "fold_view_chain", None),
@@ -49,11 +49,13 @@ def test_dedupe_leaves_one_call():
     assert count(gm, "exp") == 1
 
 
-def test_non_inverse_permutes_are_kept():
+def test_non_inverse_permutes_fold_into_one():
     module, example = Fn(lambda x: x.permute(0, 2, 1, 3).permute(0, 3, 1, 2)).eval(), (torch.randn(2, 3, 4, 5),)
     gm = captured(module, example)
     result = cleanup(gm)
-    assert count(gm, "permute") == 2 and not result.counts["cancel_permute_pair"]
+    assert count(gm, "permute") == 1 and result.counts["fold_permute_chain"] == 1
+    (node,) = [n for n in gm.graph.nodes if n.target == torch.ops.aten.permute.default]
+    assert list(node.args[1]) == [0, 3, 2, 1]
     with torch.no_grad():
         torch.testing.assert_close(outputs(gm, example), module(*example))
 
