@@ -246,6 +246,7 @@ def _rewrite_select(rw, node: Node, m: dict) -> Node:
 sink_select = Rule("sink_select", (aten.select.int,), _match_select, _rewrite_select,
                    "select(from(y), 1, i) → from(slice(y, axis, i, i + 1))")
 
+
 def _split_factors(x_shape: tuple, v_shape: tuple) -> list[int] | None:
     """v = view(x) keeps x's leading axes and splits its last axis → the factors, else None."""
     lead = len(x_shape) - 1
