@@ -7,6 +7,7 @@
   Hugging Face text models, pixel values for vision models (size from the model's config).
 - ``prepare(model)`` readies a (copied) model for capture: Hugging Face models are captured
   with ``use_cache=False``, so a rewritten decoder returns no key/value cache.
+- ``draw_inputs(example, i)``: random inputs shaped like the example (``verify``'s draws).
 - ``call_options(model)``: keyword arguments that make the original model compute what the
   prepared one computes (used by ``verify``).
 """
@@ -139,3 +140,31 @@ def call_options(model: torch.nn.Module, example: Any) -> dict:
     if _is_hf(model) and getattr(model.config, "use_cache", False) and isinstance(example, dict):
         return {"use_cache": False}
     return {}
+
+
+def draw_inputs(example: Any, index: int) -> Any:
+    """Draw ``index`` of inputs shaped like ``example``; draw 0 is the example itself.
+
+    Floats: standard normal. Integers: uniform between the example's min and max (token ids
+    stay in the vocabulary). Integers that are all 0 or 1 are masks: each row is drawn as a
+    right-padded mask, ones up to a random length (at least 1), zeros after — the masks a
+    tokenizer makes, with no query left without a key to attend to."""
+    if index == 0:
+        return example
+    from torch.utils import _pytree as pytree
+
+    gen = torch.Generator().manual_seed(1000 + index)
+
+    def draw(t):
+        if not isinstance(t, torch.Tensor) or t.dtype == torch.bool:
+            return t
+        if t.is_floating_point():
+            return torch.randn(t.shape, generator=gen, dtype=t.dtype)
+        low, high = int(t.min()), int(t.max())
+        if low >= 0 and high <= 1 and t.dim() >= 1 and t.shape[-1] > 0:
+            length = t.shape[-1]
+            kept = torch.randint(1, length + 1, t.shape[:-1] + (1,), generator=gen)
+            return (torch.arange(length) < kept).to(t.dtype)
+        return torch.randint(low, high + 1, t.shape, generator=gen, dtype=t.dtype)
+
+    return pytree.tree_map(draw, example)

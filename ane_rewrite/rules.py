@@ -20,7 +20,7 @@ import torch
 from torch.fx import GraphModule, Node
 
 from .errors import RewriteError
-from .graph import infer_val
+from .graph import aten, fake_mode_of, infer_val, is_op
 
 MAX_SWEEPS = 200
 
@@ -123,6 +123,25 @@ class Rewriter:
                 node.meta[key] = self.anchor.meta[key]
         return node
 
+    def constant(self, hint: str, value: torch.Tensor) -> Node:
+        """A constant tensor as a non-persistent buffer (not in the state dict), shared when an
+        equal one was registered before."""
+        for name, buf in self.gm.named_buffers(recurse=False):
+            if name.startswith("_ane_") and buf.shape == value.shape and buf.dtype == value.dtype \
+                    and torch.equal(buf, value):
+                break
+        else:
+            name = f"_ane_{hint}_{sum(1 for n, _ in self.gm.named_buffers(recurse=False) if n.startswith('_ane_'))}"
+            self.gm.register_buffer(name, value, persistent=False)
+        for node in self.gm.graph.nodes:
+            if node.op == "get_attr" and node.target == name and node < self.anchor:
+                return node
+        with self.gm.graph.inserting_before(self.anchor):
+            node = self.gm.graph.get_attr(name)
+        node.meta["val"] = fake_mode_of(self.gm).from_tensor(value, static_shapes=True)
+        node.meta["ane_rule"] = self.rule
+        return node
+
     def _existing(self, target, args: tuple, kwargs: dict) -> Node | None:
         first = next((a for a in args if isinstance(a, Node)), None)
         if first is None:
@@ -173,7 +192,7 @@ class Pass:
                 break
         else:
             raise RewriteError(f"pass {self.name} did not reach a fixpoint in {MAX_SWEEPS} sweeps")
-        gm.graph.eliminate_dead_code()
+        _eliminate_dead_code(gm)
         gm.recompile()
         return result
 
@@ -191,3 +210,38 @@ class Pass:
         node.replace_all_uses_with(new)
         if not node.users:
             gm.graph.erase_node(node)
+        _relax_views(new)
+
+
+def _eliminate_dead_code(gm: GraphModule) -> None:
+    """Dead code, including metadata asserts whose tensor nothing else reads (a capture leaves
+    them on mask-builder values that a rewrite made dead)."""
+    for node in list(gm.graph.nodes):
+        if node.op == "call_function" and node.target is aten._assert_tensor_metadata.default:
+            checked = node.args[0]
+            if isinstance(checked, Node) and all(u.target is aten._assert_tensor_metadata.default
+                                                for u in checked.users):
+                gm.graph.erase_node(node)
+    gm.graph.eliminate_dead_code()
+
+
+_STRIDE_KEEPING = (aten.permute, aten.transpose, aten.select, aten.slice, aten.expand, aten.unsqueeze,
+                   aten.squeeze, aten.alias)
+
+
+def _relax_views(new: Node) -> None:
+    """A captured ``view`` may rely on the strides of the value it reads (e.g. a fused kernel's
+    output laid out so that a later transpose is contiguous). A replacement computes the same
+    values with its own strides, so the views that read it, directly or through stride-keeping
+    ops, become ``reshape`` (a view where the strides allow, a copy where they do not)."""
+    stack, seen = [new], set()
+    while stack:
+        n = stack.pop()
+        for user in list(n.users):
+            if user in seen:
+                continue
+            seen.add(user)
+            if user.op == "call_function" and user.target is aten.view.default:
+                user.target = aten.reshape.default
+            elif is_op(user, *_STRIDE_KEEPING):
+                stack.append(user)

@@ -1,8 +1,9 @@
 """verify(reference, candidate, inputs): do two modules compute the same function?
 
 Both modules run on the example inputs and on ``draws - 1`` random draws of the same shapes
-(floats from a normal distribution; integers uniform between the example's min and max, so
-token ids stay inside the vocabulary and an all-ones mask stays all ones). Per output:
+(``models.draw_inputs``: floats from a normal distribution; integers uniform between the
+example's min and max, so token ids stay inside the vocabulary; 0/1 inputs, attention masks,
+as right-padded masks of random lengths). Per output:
 
     max abs error   max |ref − cand|
     max rel error   max |ref − cand| / max |ref|
@@ -87,23 +88,6 @@ def _errors(ref: torch.Tensor, cand: torch.Tensor) -> tuple[float, float, float]
     return max_abs, max_rel, psnr
 
 
-def draw_inputs(example: Any, index: int) -> Any:
-    """Draw ``index`` of the inputs: 0 is the example itself."""
-    if index == 0:
-        return example
-    gen = torch.Generator().manual_seed(1000 + index)
-
-    def draw(t):
-        if not isinstance(t, torch.Tensor) or t.dtype == torch.bool:
-            return t
-        if t.is_floating_point():
-            return torch.randn(t.shape, generator=gen, dtype=t.dtype)
-        low, high = int(t.min()), int(t.max())
-        return torch.randint(low, high + 1, t.shape, generator=gen, dtype=t.dtype)
-
-    return pytree.tree_map(draw, example)
-
-
 def _leaves(out) -> dict[str, torch.Tensor]:
     flat, _ = pytree.tree_flatten_with_path(out)
     return {pytree.keystr(path) or "output": leaf for path, leaf in flat if isinstance(leaf, torch.Tensor)}
@@ -120,7 +104,7 @@ def verify(reference: torch.nn.Module, candidate: torch.nn.Module, example_input
     failing_draw = None
     options = models.call_options(reference, example_inputs)
     for i in range(draws):
-        inputs = draw_inputs(example_inputs, i)
+        inputs = models.draw_inputs(example_inputs, i)
         with torch.no_grad():
             ref = _leaves(call(reference, inputs, **options))
             cand = _leaves(call(candidate, inputs))

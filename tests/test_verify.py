@@ -6,7 +6,7 @@ import torch
 
 import ane_rewrite
 from ane_rewrite.errors import InputError
-from ane_rewrite.verify import draw_inputs
+from ane_rewrite.models import draw_inputs
 from tests.zoo import distilbert, mlp_block
 
 
@@ -50,13 +50,19 @@ def test_output_shape_mismatch_is_a_problem():
     assert not report.ok and "shape" in report.problems[0]
 
 
-def test_draws_keep_token_ids_in_range_and_masks_as_they_are():
-    model, _ = distilbert()
-    ex = {"input_ids": torch.tensor([[0, 999, 5]]), "attention_mask": torch.ones(1, 3, dtype=torch.long)}
-    for i in range(1, 5):
+def test_draws_keep_token_ids_in_range_and_draw_right_padded_masks():
+    ex = {"input_ids": torch.tensor([[0, 999, 5, 7, 8]] * 6), "attention_mask": torch.ones(6, 5, dtype=torch.long)}
+    lengths = set()
+    for i in range(1, 6):
         d = draw_inputs(ex, i)
         assert 0 <= int(d["input_ids"].min()) and int(d["input_ids"].max()) <= 999
-        assert torch.equal(d["attention_mask"], ex["attention_mask"])
+        mask = d["attention_mask"]
+        assert mask.dtype == torch.long and mask.shape == (6, 5)
+        kept = mask.sum(-1)
+        assert bool((kept >= 1).all())                                   # every row keeps a key
+        assert torch.equal(mask, (torch.arange(5) < kept[:, None]).long())  # ones, then zeros
+        lengths |= set(kept.tolist())
+    assert len(lengths) > 1  # the padding varies
     assert draw_inputs(ex, 0) is ex
 
 

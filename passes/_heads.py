@@ -1,0 +1,102 @@
+"""Which channels of a channels-first tensor each attention head reads.
+
+A head split is any chain of pure data-movement ops (view, reshape, permute, transpose, select,
+slice, split, unbind, expand, squeeze, unsqueeze, clone) from a 4-D channels-first y_BC1S to a
+(B, H, S, d) tensor. Rather than match every spelling of that chain, ``head_channels`` runs the
+chain on an index tensor (``arange`` shaped like y) and reads the answer off the indices:
+q[b, h, s, c] must be y[b, base[h] + c, 0, s] for per-head channel offsets ``base`` (or
+y[s, base[h] + c, 0, b] for a model that runs sequence-first, as nn.MultiheadAttention does
+inside). Repeated offsets are grouped-query heads sharing a key/value head.
+"""
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch.fx import Node
+
+from ane_rewrite.graph import aten, is_op, shape
+
+MOVEMENT = (aten.view, aten.reshape, aten._unsafe_view, aten.permute, aten.transpose, aten.select,
+            aten.slice, aten.squeeze, aten.unsqueeze, aten.expand, aten.clone, aten.alias,
+            aten.split, aten.split_with_sizes, aten.unbind, aten.chunk, aten.contiguous)
+MAX_INDEX_ELEMENTS = 1 << 26
+
+
+@dataclass(frozen=True)
+class Heads:
+    source: Node            # y_BC1S, or y_SC1B when ``swapped``
+    bases: tuple[int, ...]  # first channel of each head
+    dim: int                # channels per head
+    swapped: bool = False   # y's first and last axes are x's sequence and batch (seq-first models)
+
+
+def _chain(node: Node) -> tuple[Node, list[Node]]:
+    chain = []
+    while isinstance(node, Node):
+        if node.op == "call_function" and node.target is operator.getitem and is_op(node.args[0], *MOVEMENT):
+            chain += [node, node.args[0]]
+            node = node.args[0].args[0]
+        elif is_op(node, *MOVEMENT):
+            chain.append(node)
+            node = node.args[0]
+        else:
+            break
+    return node, chain
+
+
+def _replay(source: Node, chain: list[Node], index: torch.Tensor) -> torch.Tensor:
+    values = {source: index}
+
+    def sub(a):
+        return values[a] if isinstance(a, Node) else a
+
+    for n in reversed(chain):
+        args = torch.fx.node.map_arg(n.args, sub)
+        kwargs = torch.fx.node.map_arg(n.kwargs, sub)
+        values[n] = n.target(*args, **kwargs)
+    return values[chain[0]] if chain else index
+
+
+def source_of(x: Node) -> Node:
+    """The first node above x's chain of data-movement ops."""
+    return _chain(x)[0]
+
+
+def head_channels(x: Node, tail: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Heads | None:
+    """x (B, H, S, d) as heads of the channel axis of a channels-first (B, C, 1, S), or None.
+
+    ``tail`` is applied after x's own chain, to read a value that does not exist as a node yet:
+    ``lambda t: t.transpose(-1, -2)`` for a key that matmul reads as (B, H, d, S), or a reshape
+    of a (B·H, S, d) tensor into (B, H, S, d)."""
+    source, chain = _chain(x)
+    y_shape = shape(source)
+    if y_shape is None or len(y_shape) != 4 or y_shape[2] != 1:
+        return None
+    first, c, _, last = y_shape
+    if first * c * last > MAX_INDEX_ELEMENTS:
+        return None
+    try:
+        idx = _replay(source, chain, torch.arange(first * c * last).view(y_shape))
+        if tail is not None:
+            idx = tail(idx)
+    except (RuntimeError, TypeError, KeyError, IndexError):
+        return None
+    if idx.dim() != 4:
+        return None
+    heads, d = idx.shape[1], idx.shape[3]
+    outer, chan, inner = idx // (c * last), (idx // last) % c, idx % last
+    batch_axis = torch.arange(idx.shape[0]).view(-1, 1, 1, 1).expand_as(idx)
+    seq_axis = torch.arange(idx.shape[2]).view(1, 1, -1, 1).expand_as(idx)
+    if torch.equal(outer, batch_axis) and torch.equal(inner, seq_axis):
+        swapped = False
+    elif torch.equal(outer, seq_axis) and torch.equal(inner, batch_axis):
+        swapped = True
+    else:
+        return None
+    bases = chan[0, :, 0, 0]
+    if not torch.equal(chan, (bases.view(1, heads, 1, 1) + torch.arange(d).view(1, 1, 1, d)).expand_as(idx)):
+        return None
+    return Heads(source, tuple(int(v) for v in bases), d, swapped)

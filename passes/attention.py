@@ -1,0 +1,244 @@
+"""Attention: scaled dot-product attention → per-head einsums on (B, C, 1, S).
+
+Glossary: B batch, C channels (H heads × d), H heads, d head size, Q queries, K keys.
+
+    sdpa(heads(q_BC1Q), heads(k_BC1K), heads(v_BC1K), mask, scale)
+        → per head h, with qh = (scale · q_BC1Q)[:, h-th d channels]   (B, d, 1, Q)
+                            kh = permute(k_BC1K, [0, 3, 2, 1])[..., h-th d]  (B, K, 1, d)
+                            vh = v_BC1K[:, h-th d channels]             (B, d, 1, K)
+          logits_BK1Q = einsum('bchq,bkhc->bkhq', qh, kh) + mask_BK1Q
+          out_h_Bd1Q  = einsum('bkhq,bchk->bchq', softmax(logits_BK1Q, dim=1), vh)
+        → cat(out_h, dim=1) as the (B, H, Q, d) value sdpa returned
+
+The eager form ``matmul(softmax([mask +] [c ·] matmul(q, kᵀ)), v)`` (the scale on the logits,
+on q or on k; the mask before or after the scale) is first canonicalised to that sdpa call.
+
+``heads(y)`` is any chain of data-movement ops that splits the channel axis into heads (found
+by ``_heads.head_channels``, including grouped-query heads that share a key/value head). K is
+transposed once per attention; the per-head pieces come from one ``split`` where the heads tile
+the channels. No (B, H, S, S) tensor remains. Masks become finite additive masks (``_masks``).
+"""
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import replace
+
+from torch.fx import Node
+
+from ane_rewrite.graph import arg, aten, is_op, shape
+from ane_rewrite.rules import MatchResult, Pass, Rule
+
+from ._heads import head_channels, source_of
+from ._masks import additive_mask, row_valid
+from .cleanup import CANONICAL_RULES
+
+
+def _match_sdpa(node: Node) -> MatchResult:
+    q, k, v = node.args[:3]
+    mask = arg(node, 3, "attn_mask")
+    dropout = arg(node, 4, "dropout_p", 0.0)
+    is_causal = arg(node, 5, "is_causal", False)
+    scale = node.kwargs.get("scale", node.args[6] if len(node.args) > 6 else None)
+    if dropout:
+        return MatchResult.fail(f"dropout_p={dropout}: attention dropout is a training-time op")
+    heads = {}
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        h = head_channels(x)
+        if h is None:
+            return MatchResult.fail(f"{name} {shape(x)} is not a head split of the channel axis of a "
+                                    "(B, C, 1, S) tensor (are the projections rewritten by layout?)")
+        heads[name] = h
+    hq, hk, hv = (len(heads[n].bases) for n in "qkv")
+    if hk != hv or hq % hk:
+        return MatchResult.fail(f"{hq} query heads, {hk} key and {hv} value heads: no grouping")
+    if hk != hq:
+        if not arg(node, 7, "enable_gqa", False):
+            return MatchResult.fail("fewer key/value heads than query heads without enable_gqa")
+        group = hq // hk  # grouped-query attention: query head h reads key/value head h // group
+        for n in "kv":
+            bases = heads[n].bases
+            heads[n] = replace(heads[n], bases=tuple(bases[h // group] for h in range(hq)))
+    if heads["q"].dim != heads["k"].dim:
+        return MatchResult.fail("q and k have different head sizes")
+    return MatchResult.ok(heads=heads, mask=mask, is_causal=bool(is_causal),
+                          scale=scale if scale is not None else 1.0 / math.sqrt(heads["q"].dim))
+
+
+def _pieces(rw, x: Node, bases: tuple[int, ...], d: int, axis: int) -> list[Node]:
+    """x's channel blocks [base, base + d) on ``axis``, one per head (a split where they tile)."""
+    width = shape(x)[axis]
+    unique = sorted(set(bases))
+    if width % d == 0 and unique == list(range(0, width, d)):
+        parts = rw.call(aten.split_with_sizes.default, x, [d] * (width // d), axis)
+        blocks = {base: rw.call(operator.getitem, parts, i) for i, base in enumerate(unique)}
+    else:
+        blocks = {base: rw.call(aten.slice.Tensor, x, axis, base, base + d) for base in unique}
+    return [blocks[b] for b in bases]
+
+
+def _batch_first(rw, heads) -> Node:
+    """The (B, C, 1, S) tensor the heads read (a sequence-first (S, C, 1, B) one is transposed)."""
+    return rw.call(aten.permute.default, heads.source, [3, 1, 2, 0]) if heads.swapped else heads.source
+
+
+def _rewrite_sdpa(rw, node: Node, m: dict) -> Node:
+    hq, hk, hv = m["heads"]["q"], m["heads"]["k"], m["heads"]["v"]
+    q_BC1Q, k_BC1K, v_BC1K = (_batch_first(rw, h) for h in (hq, hk, hv))
+    batch, _, _, sq = shape(q_BC1Q)
+    sk = shape(k_BC1K)[3]
+    q_BC1Q = rw.call(aten.mul.Tensor, q_BC1Q, m["scale"])
+    k_BK1C = rw.call(aten.permute.default, k_BC1K, [0, 3, 2, 1])   # the one transpose of K
+    qs = _pieces(rw, q_BC1Q, hq.bases, hq.dim, 1)
+    ks = _pieces(rw, k_BK1C, hk.bases, hk.dim, 3)
+    vs = _pieces(rw, v_BC1K, hv.bases, hv.dim, 1)
+    plan = additive_mask(rw, m["mask"], m["is_causal"], sq, sk)
+    shared = plan is not None and len(plan.adds) == 1
+    outs = []
+    for h, (q_h, k_h, v_h) in enumerate(zip(qs, ks, vs)):
+        logits_BK1Q = rw.call(aten.einsum.default, "bchq,bkhc->bkhq", [q_h, k_h])
+        if plan is not None:
+            logits_BK1Q = rw.call(aten.add.Tensor, logits_BK1Q, plan.adds[0 if shared else h])
+        weights_BK1Q = rw.call(aten._softmax.default, logits_BK1Q, 1, False)
+        out_Bd1Q = rw.call(aten.einsum.default, "bkhq,bchk->bchq", [weights_BK1Q, v_h])
+        if plan is not None and plan.zero_rows and not shared:
+            out_Bd1Q = rw.call(aten.mul.Tensor, out_Bd1Q, row_valid(rw, plan.adds[h]))
+        outs.append(out_Bd1Q)
+    out_BC1Q = rw.call(aten.cat.default, outs, 1)
+    if plan is not None and plan.zero_rows and shared:
+        out_BC1Q = rw.call(aten.mul.Tensor, out_BC1Q, row_valid(rw, plan.adds[0]))
+    heads = len(hq.bases)
+    out_BHdQ = rw.call(aten.reshape.default, out_BC1Q, [batch, heads, hv.dim, sq])
+    return rw.call(aten.permute.default, out_BHdQ, [0, 1, 3, 2])            # (B, H, Q, d)
+
+
+def _readers(node: Node) -> list[Node]:
+    """The users of a node, less the metadata asserts a capture hangs on values."""
+    return [u for u in node.users if u.target is not aten._assert_tensor_metadata.default]
+
+
+def _scalar(node: Node):
+    """node = x · c or x / c for a Python number c → (x, factor), else None."""
+    if is_op(node, aten.mul.Tensor) and isinstance(node.args[1], (int, float)):
+        return node.args[0], float(node.args[1])
+    if is_op(node, aten.mul.Tensor) and isinstance(node.args[0], (int, float)):
+        return node.args[1], float(node.args[0])
+    if is_op(node, aten.div.Tensor) and isinstance(node.args[1], (int, float)) and node.args[1] != 0:
+        return node.args[0], 1.0 / float(node.args[1])
+    return None
+
+
+def _peel_logits(x: Node):
+    """softmax input = [mask +] [c ·] matmul(q, kᵀ) in either order → (matmul, scale, masks)
+    where each mask comes with the scale applied after it; None if x is not of that form."""
+    scale, masks = 1.0, []
+    for _ in range(4):
+        if is_op(x, aten.matmul, aten.bmm) and len(_readers(x)) == 1:
+            return x, scale, [(m, scale) for m, scale in masks]
+        peeled = _scalar(x)
+        if peeled is not None:
+            x, factor = peeled
+            scale *= factor
+            masks = [(m, s * factor) for m, s in masks]
+            continue
+        if is_op(x, aten.add.Tensor) and len(x.args) == 2 and not x.kwargs:
+            a, b = x.args
+            if not isinstance(a, Node) or not isinstance(b, Node):
+                return None
+            logits, mask = (a, b) if _leads_to_matmul(a) else (b, a)
+            masks.append((mask, 1.0))
+            x = logits
+            continue
+        return None
+    return None
+
+
+def _leads_to_matmul(x: Node) -> bool:
+    while True:
+        if is_op(x, aten.matmul, aten.bmm):
+            return True
+        peeled = _scalar(x)
+        if peeled is not None:
+            x = peeled[0]
+        elif is_op(x, aten.add.Tensor) and isinstance(x.args[0], Node):
+            x = x.args[0]
+        else:
+            return False
+
+
+def _transposed(t):
+    return t.transpose(-1, -2)
+
+
+def _heads_of(q: Node, k_t: Node, v: Node, split: tuple[int, int] | None):
+    """Head analysis of an eager product's operands: 4-D as they are, or 3-D (B·H, S, d)
+    read as (B, H, S, d) with ``split = (B, H)``."""
+    if split is None:
+        return head_channels(q), head_channels(k_t, tail=_transposed), head_channels(v)
+    b, h = split
+
+    def as4(t):
+        return t.reshape(b, h, *t.shape[1:])
+
+    return (head_channels(q, tail=as4), head_channels(k_t, tail=lambda t: _transposed(as4(t))),
+            head_channels(v, tail=as4))
+
+
+def _match_eager(node: Node) -> MatchResult:
+    weights, v = node.args[:2]
+    if not (is_op(weights, aten.softmax, aten._softmax) and len(_readers(weights)) == 1):
+        return MatchResult.skip()
+    r = len(shape(weights) or ())
+    if r not in (3, 4) or weights.args[1] not in (-1, r - 1):
+        return MatchResult.skip()
+    peeled = _peel_logits(weights.args[0])
+    if peeled is None:
+        return MatchResult.fail("softmax input is not [mask +] [scale ·] matmul(q, kᵀ)")
+    qk, scale, masks = peeled
+    q, k_t = qk.args[:2]
+    for operand in (q, k_t):  # a scale applied to q or to k before the product
+        if _scalar(operand) is not None:
+            scale *= _scalar(operand)[1]
+    q = _scalar(q)[0] if _scalar(q) else q
+    k_t = _scalar(k_t)[0] if _scalar(k_t) else k_t
+    if len(masks) > 1:
+        return MatchResult.fail("more than one additive mask")
+    splits: list[tuple[int, int] | None] = [None]
+    if r == 3:  # (B·H, S, d): B is an outer axis of the projection the heads come from
+        bh = shape(q)[0]
+        y = shape(source_of(q)) or ()
+        splits = [(b, bh // b) for b in dict.fromkeys(y[:1] + y[3:]) if b and bh % b == 0]
+    for split in splits:
+        found = _heads_of(q, k_t, v, split)
+        if all(f is not None for f in found):
+            return MatchResult.ok(q=q, k_t=k_t, v=v, scale=scale, split=split,
+                                  mask=masks[0] if masks else None)
+    names = "q, k and v" if r == 4 else "q, k and v (read as (B, H, S, d))"
+    return MatchResult.fail(f"{names} are not head splits of the channel axis of (B, C, 1, S) tensors")
+
+
+def _rewrite_eager(rw, node: Node, m: dict) -> Node:
+    q, k_t, v, split = m["q"], m["k_t"], m["v"], m["split"]
+    mask = None
+    if m["mask"] is not None:
+        mask, factor = m["mask"]
+        if factor != 1.0:
+            mask = rw.call(aten.mul.Tensor, mask, factor)
+    if split is not None:  # (B·H, S, d) → (B, H, S, d)
+        q, k_t, v = (rw.call(aten.reshape.default, t, [*split, *shape(t)[1:]]) for t in (q, k_t, v))
+        if mask is not None and len(shape(mask)) == 3 and shape(mask)[0] == split[0] * split[1]:
+            mask = rw.call(aten.reshape.default, mask, [*split, *shape(mask)[1:]])
+    k = rw.call(aten.permute.default, k_t, [0, 1, 3, 2])
+    out = rw.call(aten.scaled_dot_product_attention.default, q, k, v, mask, scale=m["scale"])
+    if split is not None:
+        out = rw.call(aten.reshape.default, out, list(shape(node)))
+    return out
+
+
+eager_to_sdpa = Rule("eager_to_sdpa", (aten.matmul, aten.bmm), _match_eager, _rewrite_eager,
+                     "matmul(softmax([mask +] [c ·] matmul(q, kᵀ)), v) → sdpa(q, k, v, mask, scale=c)")
+
+sdpa_per_head = Rule("sdpa_per_head", (aten.scaled_dot_product_attention,), _match_sdpa, _rewrite_sdpa,
+                     "sdpa(heads(q), heads(k), heads(v)) → per-head einsums on (B, C, 1, S)")
+
+attention = Pass("attention", [eager_to_sdpa, sdpa_per_head, *CANONICAL_RULES], __doc__)
