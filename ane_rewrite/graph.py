@@ -5,6 +5,7 @@ nodes created by a rule get one too (``infer_val``), so shapes are always known.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any, Iterable
 
 import torch
@@ -56,9 +57,16 @@ def normalize_dims(dims: Iterable[int] | int, ndim: int) -> list[int]:
     return sorted(normalize_dim(d, ndim) for d in dims)
 
 
+_FAKE_MODES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def fake_mode_of(gm: GraphModule):
-    vals = [n.meta["val"] for n in gm.graph.nodes if isinstance(n.meta.get("val"), torch.Tensor)]
-    return detect_fake_mode(vals)
+    """The fake mode of the graph's recorded values (found once per graph, then remembered)."""
+    mode = _FAKE_MODES.get(gm.graph)
+    if mode is None:
+        vals = [n.meta["val"] for n in gm.graph.nodes if isinstance(n.meta.get("val"), torch.Tensor)]
+        mode = _FAKE_MODES[gm.graph] = detect_fake_mode(vals)
+    return mode
 
 
 def infer_val(gm: GraphModule, target, args: tuple, kwargs: dict):

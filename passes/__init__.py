@@ -5,18 +5,21 @@ from .attention import attention
 from .cleanup import cleanup
 from .layer_norm import layer_norm
 from .layout import layout
+from .softmax import make_softmax_pass, softmax
 
 
-def default_pipeline() -> Pipeline:
-    """layout → attention → layer_norm → cleanup, with the constraints that fix that order."""
+def default_pipeline(max_queries_per_chunk: int = 512, max_chunk_bytes: int = 1 << 20) -> Pipeline:
+    """layout → attention → softmax → layer_norm → cleanup, with the constraints that fix that
+    order. The options set the softmax chunking (see ``passes/softmax.py``)."""
     return Pipeline(
-        [layout, attention, layer_norm, cleanup],
+        [layout, attention, make_softmax_pass(max_queries_per_chunk, max_chunk_bytes), layer_norm, cleanup],
         constraints=[
             ("layout", "attention", "attention lowers heads of the channel axis of (B, C, 1, S) projections"),
+            ("attention", "softmax", "softmax chunks the per-head attention that attention emits"),
             ("layout", "layer_norm", "layer_norm rewrites norms whose input layout already moved to channels-first"),
             ("layer_norm", "cleanup", "cleanup cancels the conversions that the earlier passes leave face to face"),
         ],
     )
 
 
-__all__ = ["attention", "cleanup", "default_pipeline", "layer_norm", "layout"]
+__all__ = ["attention", "cleanup", "default_pipeline", "layer_norm", "layout", "make_softmax_pass", "softmax"]

@@ -35,7 +35,7 @@ def test_report_lists_passes_and_declines():
     model, _ = distilbert()
     fast = ane_rewrite.optimize(model, seq_len=8)
     names = [r.name for r in fast.ane_report.results]
-    assert names == ["layout", "attention", "layer_norm", "cleanup"]
+    assert names == ["layout", "attention", "softmax", "layer_norm", "cleanup"]
     assert fast.ane_report.counts()["layout"]["linear_to_conv"] == 2 * 6 + 2
     declined = [d for r in fast.ane_report.results for d in r.declined]
     assert declined and all(d.reason for d in declined)
@@ -65,3 +65,9 @@ def test_data_dependent_control_flow_is_a_capture_error():
 def test_not_a_module():
     with pytest.raises(InputError, match="nn.Module"):
         ane_rewrite.optimize(lambda x: x, (torch.randn(3),))
+
+
+def test_unknown_options_are_refused_by_name():
+    model, example = mlp_block()
+    with pytest.raises(InputError, match="unknown option.*chunk_bites"):
+        ane_rewrite.optimize(model, example, chunk_bites=3)
