@@ -83,3 +83,17 @@ def test_an_op_coremltools_cannot_convert_is_an_export_error():
 
     with pytest.raises(ExportError, match="Unsupported fx node i0"):
         ane_rewrite.export(Bessel(), (torch.randn(3),))
+
+
+def test_distilbert_seq512_batch8_exports_chunked_and_equivalent(tmp_path):
+    """Issue 3, acceptance 3: 1 MiB of fp16 logits per chunk → 128 queries per chunk at
+    batch 8, seq 512: every head's softmax runs in 4 chunks."""
+    model = models.default_model()
+    fast = ane_rewrite.optimize(model, seq_len=512, batch=8)
+    assert fast.ane_report.counts()["softmax"]["chunk_queries"] == 72
+    report = ane_rewrite.verify(model, fast, fast.example_inputs, draws=2)
+    assert report.ok, report
+    ops = mil.program_ops(ane_rewrite.export(fast, fast.example_inputs, tmp_path / "big.mlpackage"))
+    s, mix = mil.summary(ops), mil.op_mix(ops)
+    assert mix["softmax"] == 72 * 4 and mix["einsum"] == 2 * 72 * 4
+    assert s["linear"] == 0 and s["conv_4d"] == 38 and s["max_rank"] <= 4 and mix["gather_nd"] == 0

@@ -1,0 +1,161 @@
+"""passes/attention.py: every attention form → per-head einsums on (B, C, 1, S).
+
+    conv ─ heads ─┐
+    conv ─ heads ─┼─ sdpa / matmul·softmax·matmul ─ merge ─ conv
+    conv ─ heads ─┘
+        →  conv ─ split ─ einsum ─ (+mask) ─ softmax₁ ─ einsum ─ cat ─ conv   (per head)
+"""
+import pytest
+import torch
+
+import ane_rewrite
+from ane_rewrite.graph import aten
+from passes import default_pipeline
+from passes.attention import attention
+from tests import zoo
+from tests.helpers import count
+
+
+def _batched_logits(gm, seq: int) -> list[str]:
+    """Nodes holding a (…, S, S) tensor: the batched attention the lowering removes."""
+    out = []
+    for n in gm.graph.nodes:
+        v = n.meta.get("val")
+        if isinstance(v, torch.Tensor) and v.dim() >= 3 and v.shape[-1] == seq and v.shape[-2] == seq:
+            out.append(n.name)
+    return out
+
+
+def _assert_lowered(fast, heads_total: int, seq: int):
+    assert count(fast, "scaled_dot_product_attention") == 0
+    assert count(fast, "matmul") + count(fast, "bmm") == 0
+    assert count(fast, "einsum") == 2 * heads_total
+    softmaxes = [n for n in fast.graph.nodes if n.target in (aten._softmax.default, aten.softmax.int)]
+    assert len(softmaxes) == heads_total and all(n.args[1] == 1 for n in softmaxes)
+    assert _batched_logits(fast, seq) == []
+
+
+HAND_WRITTEN = {
+    "sdpa": dict(form="sdpa"),
+    "sdpa_causal": dict(form="sdpa", causal=True),
+    "sdpa_explicit_scale": dict(form="sdpa", scale=0.3),
+    "eager_scaled_logits": dict(form="eager"),
+    "eager_scaled_q": dict(form="eager_q_scaled"),
+    "gqa_enable_gqa": dict(form="gqa", kv_heads=2, causal=True),
+    "gqa_repeat_kv": dict(form="repeat_kv", kv_heads=2),
+}
+
+
+@pytest.mark.parametrize("name", list(HAND_WRITTEN))
+def test_hand_written_forms(name):
+    module = zoo.SelfAttention(c=32, heads=4, **HAND_WRITTEN[name]).eval()
+    example = (torch.randn(2, 9, 32),)
+    fast = ane_rewrite.optimize(module, example)
+    _assert_lowered(fast, heads_total=4, seq=9)
+    report = ane_rewrite.verify(module, fast, example)
+    assert report.ok, report
+    assert not attention(fast).changed
+
+
+@pytest.mark.parametrize("need_weights", [True, False], ids=["3-D eager path", "sdpa path"])
+def test_nn_multihead_attention(need_weights):
+    module, example = zoo.MhaBlock(need_weights=need_weights).eval(), (torch.randn(2, 7, 32),)
+    fast = ane_rewrite.optimize(module, example)
+    _assert_lowered(fast, heads_total=4, seq=7)
+    assert ane_rewrite.verify(module, fast, example).ok
+
+
+@pytest.mark.parametrize("name,factory,layers,heads", [
+    ("distilbert", zoo.distilbert, 2, 4),
+    ("bert", zoo.bert, 2, 4),
+    ("gpt2_causal", zoo.gpt2, 2, 4),
+    ("clip_text_causal", zoo.clip_text, 2, 4),
+])
+def test_hugging_face_models_with_real_padding(name, factory, layers, heads):
+    model, _ = factory()
+    example = zoo.padded(model, seq=12)
+    assert int(example["attention_mask"].min()) == 0
+    fast = ane_rewrite.optimize(model, example)
+    _assert_lowered(fast, heads_total=layers * heads, seq=12)
+    # the mask builder (gathers, logical ops) is gone; masks are finite and fp16-safe
+    for op in ("index", "bitwise_and", "logical_and", "__and__", "new_ones"):
+        assert count(fast, op) <= (1 if name == "clip_text_causal" and op == "index" else 0), op
+    for name_, buf in fast.named_buffers():
+        if name_.startswith("_ane_mask"):
+            assert torch.isfinite(buf).all() and float(buf.min()) >= -1e4
+    report = ane_rewrite.verify(model, fast, example)
+    assert report.ok, report
+
+
+@pytest.mark.parametrize("attn_impl", ["eager", "sdpa"])
+def test_hugging_face_attention_implementations(attn_impl):
+    from transformers import BertConfig, BertModel
+
+    cfg = BertConfig(num_hidden_layers=1, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+                     vocab_size=1000, max_position_embeddings=64)
+    cfg._attn_implementation = attn_impl
+    model = zoo.randomize_norms(BertModel(cfg).eval())
+    example = zoo.padded(model, seq=10)
+    fast = ane_rewrite.optimize(model, example)
+    counts = fast.ane_report.counts()["attention"]
+    assert counts["sdpa_per_head"] == 1
+    assert counts.get("eager_to_sdpa", 0) == (1 if attn_impl == "eager" else 0)
+    _assert_lowered(fast, heads_total=4, seq=10)
+    assert ane_rewrite.verify(model, fast, example).ok
+
+
+def test_vit_tiny():
+    model, _ = zoo.vit_tiny()
+    fast = ane_rewrite.optimize(model)
+    _assert_lowered(fast, heads_total=12 * 3, seq=197)
+    assert ane_rewrite.verify(model, fast, fast.example_inputs, draws=2).ok
+
+
+def test_a_fully_masked_query_gets_zeros_as_in_torch():
+    class Masked(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = zoo.SelfAttention(c=16, heads=2)
+
+        def forward(self, x, keep):
+            return self.attn(x, keep[:, None, :, :])
+
+    keep = torch.ones(1, 5, 5, dtype=torch.bool)
+    keep[0, 2] = False  # query 2 may attend to nothing
+    module, example = Masked().eval(), (torch.randn(1, 5, 16), keep)
+    fast = ane_rewrite.optimize(module, example)
+    assert count(fast, "einsum") == 4
+    with torch.no_grad():
+        torch.testing.assert_close(fast(*example), module(*example), rtol=1e-5, atol=1e-6)
+
+
+def test_attention_on_raw_inputs_is_declined_with_reason():
+    class Raw(torch.nn.Module):
+        def forward(self, q, k, v):
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+    example = tuple(torch.randn(1, 2, 5, 4) for _ in range(3))
+    fast = ane_rewrite.optimize(Raw(), example)
+    assert count(fast, "scaled_dot_product_attention") == 1
+    declined = [d for r in fast.ane_report.results for d in r.declined if d.rule == "sdpa_per_head"]
+    assert declined and "not a head split of the channel axis" in declined[0].reason
+    assert ane_rewrite.verify(Raw(), fast, example).ok
+
+
+def test_attention_dropout_is_declined():
+    class WithDropout(zoo.SelfAttention):
+        def forward(self, x, mask=None):
+            b, s, c = x.shape
+            q, k, v = (p(x).view(b, s, self.heads, self.d).transpose(1, 2) for p in (self.q, self.k, self.v))
+            out = torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=0.5)
+            return self.o(out.transpose(1, 2).reshape(b, s, c))
+
+    fast = ane_rewrite.optimize(WithDropout(c=16, heads=2).eval(), (torch.randn(1, 4, 16),))
+    assert count(fast, "scaled_dot_product_attention") == 1
+    assert any("dropout_p=0.5" in d.reason for r in fast.ane_report.results for d in r.declined)
+
+
+def test_the_whole_pipeline_is_a_fixpoint_after_lowering():
+    model, _ = zoo.gpt2()
+    fast = ane_rewrite.optimize(model, zoo.padded(model))
+    assert not any(r.changed for r in default_pipeline()(fast).results)
