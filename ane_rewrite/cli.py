@@ -76,6 +76,9 @@ def run_optimize(args) -> int:
             ("conv (4-D)", str(base["conv_4d"]), str(new["conv_4d"])),
             ("transpose", str(base["transpose"]), str(new["transpose"])),
             ("reshape/expand/squeeze", str(base["reshape"]), str(new["reshape"])),
+            ("softmax", str(base["softmax"]), str(new["softmax"])),
+            ("einsum", str(base["einsum"]), str(new["einsum"])),
+            ("gather/gather_nd", str(base["gather"]), str(new["gather"])),
             ("largest rank", str(base["max_rank"]), str(new["max_rank"])),
             ("time: optimize (s)", "-", f"{t_opt:.1f}"),
             ("time: export (s)", f"{t_base:.1f}", f"{t_new:.1f}")]

@@ -79,6 +79,9 @@ def summary(ops: list[MilOp]) -> dict[str, int]:
         "conv_4d": sum(1 for op in ops if op.type == "conv" and op.outputs[0].rank == 4),
         "transpose": mix["transpose"],
         "reshape": sum(mix[t] for t in RESHAPE_FAMILY),
+        "softmax": mix["softmax"],
+        "einsum": mix["einsum"],
+        "gather": mix["gather"] + mix["gather_nd"],
         "max_rank": max((v.rank for op in ops for v in op.outputs), default=0),
     }
 

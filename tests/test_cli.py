@@ -24,7 +24,8 @@ def test_optimize_prints_the_side_by_side_table(tmp_path, capsys):
     assert _row(out, "conv (4-D)") == ("0", "14")
     base_ops, new_ops = _row(out, "ops (non-const)")
     assert int(base_ops) > 0 and int(new_ops) > 0
-    for label in ("transpose", "reshape/expand/squeeze", "time: export (s)"):
+    assert _row(out, "softmax") == ("2", "8") and _row(out, "einsum") == ("0", "16")
+    for label in ("transpose", "reshape/expand/squeeze", "gather/gather_nd", "time: export (s)"):
         _row(out, label)
     assert (tmp_path / "baseline.mlpackage").is_dir() and (tmp_path / "rewritten.mlpackage").is_dir()
 
@@ -42,4 +43,5 @@ def test_readme_main_command_runs_on_the_default_model(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert _row(proc.stdout, "linear") == ("38", "0")
     assert _row(proc.stdout, "conv (4-D)") == ("0", "38")
+    assert _row(proc.stdout, "softmax") == ("6", "72")
     assert (tmp_path / "ane_rewrite_out" / "hf_DistilBertForSequenceClassification" / "rewritten.mlpackage").is_dir()
