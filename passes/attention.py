@@ -129,24 +129,24 @@ def _scalar(node: Node):
 
 
 def _peel_logits(x: Node):
-    """softmax input = [mask +] [c ·] matmul(q, kᵀ) in either order → (matmul, scale, masks)
-    where each mask comes with the scale applied after it; None if x is not of that form."""
+    """softmax input = [mask +] [c ·] matmul(q, kᵀ), scales and masks in any order →
+    (matmul, scale, masks), each mask with the factor of the scales applied after it (a mask
+    added inside a scale is scaled with the logits); None if x is not of that form."""
     scale, masks = 1.0, []
     for _ in range(4):
         if is_op(x, aten.matmul, aten.bmm) and len(_readers(x)) == 1:
-            return x, scale, [(m, scale) for m, scale in masks]
+            return x, scale, masks
         peeled = _scalar(x)
-        if peeled is not None:
+        if peeled is not None:  # outer to the masks found so far: it scales the logits only
             x, factor = peeled
             scale *= factor
-            masks = [(m, s * factor) for m, s in masks]
             continue
         if is_op(x, aten.add.Tensor) and len(x.args) == 2 and not x.kwargs:
             a, b = x.args
             if not isinstance(a, Node) or not isinstance(b, Node):
                 return None
             logits, mask = (a, b) if _leads_to_matmul(a) else (b, a)
-            masks.append((mask, 1.0))
+            masks.append((mask, scale))  # every scale peeled so far applies to this mask too
             x = logits
             continue
         return None

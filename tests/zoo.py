@@ -114,6 +114,9 @@ class SelfAttention(nn.Module):
         else:
             if self.form == "eager_q_scaled":
                 logits = (q * scale) @ k.transpose(-1, -2)
+            elif self.form == "eager_mask_then_scale":
+                logits = (q @ k.transpose(-1, -2) + mask) * scale
+                mask = None
             else:
                 logits = (q @ k.transpose(-1, -2)) * scale
             if mask is not None:

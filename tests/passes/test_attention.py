@@ -17,12 +17,15 @@ from tests.helpers import count
 
 
 def _batched_logits(gm, seq: int) -> list[str]:
-    """Nodes holding a (…, S, S) tensor: the batched attention the lowering removes."""
-    out = []
+    """Activations holding a (…, S, S) tensor: the batched attention the lowering removes.
+    (Activations: values computed from a projection; a mask input is (…, S, S) by nature.)"""
+    activations, out = set(), []
     for n in gm.graph.nodes:
-        v = n.meta.get("val")
-        if isinstance(v, torch.Tensor) and v.dim() >= 3 and v.shape[-1] == seq and v.shape[-2] == seq:
-            out.append(n.name)
+        if n.target == aten.conv2d.default or any(a in activations for a in n.all_input_nodes):
+            activations.add(n)
+            v = n.meta.get("val")
+            if isinstance(v, torch.Tensor) and v.dim() >= 3 and v.shape[-1] == seq and v.shape[-2] == seq:
+                out.append(n.name)
     return out
 
 
@@ -109,6 +112,26 @@ def test_vit_tiny():
     fast = ane_rewrite.optimize(model)
     _assert_lowered(fast, heads_total=12 * 3, seq=197)
     assert ane_rewrite.verify(model, fast, fast.example_inputs, draws=2).ok
+
+
+@pytest.mark.parametrize("form", ["eager", "eager_mask_then_scale", "sdpa"])
+def test_a_float_bias_mask_inside_or_outside_the_scale(form):
+    """A float mask that is not padding (a learned bias) is kept as the model computes it,
+    scaled with the logits when it is added inside the scale."""
+    class Biased(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = zoo.SelfAttention(c=16, heads=2, form=form)
+
+        def forward(self, x, bias):
+            return self.attn(x, bias)
+
+    module = Biased().eval()
+    example = (torch.randn(2, 6, 16), torch.randn(2, 1, 6, 6))
+    fast = ane_rewrite.optimize(module, example)
+    _assert_lowered(fast, heads_total=2, seq=6)
+    report = ane_rewrite.verify(module, fast, example)
+    assert report.ok, report
 
 
 def test_a_fully_masked_query_gets_zeros_as_in_torch():
