@@ -2,7 +2,8 @@
 
 ``torch.export.export(..., strict=False)`` with static shapes, then the default core-ATen
 decompositions *except* the ops the passes (and coremltools) want whole: linear, conv,
-layer_norm, softmax, attention, einsum, gelu, embedding.
+layer_norm, softmax, attention, einsum, gelu, embedding, roll (coremltools converts
+roll whole; decomposed, it becomes index arithmetic with fmod, which it cannot convert).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ KEPT_OPS = (
     aten.linear.default, aten.conv2d.default, aten.layer_norm.default, aten.softmax.int,
     aten._softmax.default, aten.scaled_dot_product_attention.default, aten.einsum.default,
     aten.gelu.default, aten.embedding.default, aten.silu.default, aten.hardswish.default,
-    aten.hardsigmoid.default, aten.group_norm.default, aten.matmul.default,
+    aten.hardsigmoid.default, aten.group_norm.default, aten.matmul.default, aten.roll.default,
 )
 
 

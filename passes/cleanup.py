@@ -7,6 +7,7 @@
     view(view(x, s₁), s₂)      → view(x, s₂)
     view(x, shape(x))          → x
     slice(x, d, 0, ≥ size, 1)  → x
+    clone(x)                   → x                  (used by ``windows``: a contiguity copy)
     f(a, b, …) twice           → once               pure ATen calls with equal arguments
 
 Dead code goes at the end of every pass.
@@ -89,6 +90,12 @@ def _match_noop_slice(node: Node) -> MatchResult:
     return MatchResult.skip()
 
 
+def _match_clone(node: Node) -> MatchResult:
+    if node.kwargs.get("memory_format") not in (None, torch.contiguous_format):
+        return MatchResult.skip()
+    return MatchResult.ok(x=node.args[0])
+
+
 def _existing(rw, node, m):
     return m["x"]
 
@@ -135,6 +142,8 @@ fold_view_chain = Rule("fold_view_chain", _VIEWS, _match_view_chain, _refold_vie
 drop_noop_view = Rule("drop_noop_view", _VIEWS, _match_noop_view, _existing, "view(x, shape(x)) → x")
 drop_noop_slice = Rule("drop_noop_slice", (aten.slice.Tensor,), _match_noop_slice, _existing,
                        "slice(x, d, 0, ≥ size, 1) → x")
+drop_clone = Rule("drop_clone", (aten.clone,), _match_clone, _existing,
+                  "clone(x) → x: a functional graph needs no copies; views after it become reshapes")
 dedupe = Rule("dedupe", None, _match_cse, _existing, "a pure call repeated with equal arguments → one call")
 
 # The canonical forms: shared with the passes whose rewrites leave such pairs behind.

@@ -79,3 +79,17 @@ def test_noop_slice_is_dropped():
     assert result.counts["drop_noop_slice"] == 1 and count(gm, "slice") == 0
     with torch.no_grad():
         torch.testing.assert_close(outputs(gm, example), example[0].relu())
+
+
+def test_drop_clone_keeps_values_and_relaxes_views():
+    """clone(x) → x; a view that relied on the copy's contiguity becomes a reshape."""
+    from ane_rewrite.rules import Pass
+    from passes.cleanup import drop_clone
+
+    module = Fn(lambda x: x.transpose(1, 2).contiguous().view(2, 15)).eval()
+    example = (torch.randn(2, 3, 5),)
+    gm = captured(module, example)
+    result = Pass("t", [drop_clone])(gm)
+    assert result.counts["drop_clone"] == 1 and count(gm, "clone") == 0 and count(gm, "view") == 0
+    with torch.no_grad():
+        torch.testing.assert_close(outputs(gm, example), module(*example))

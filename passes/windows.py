@@ -1,0 +1,69 @@
+"""Windows: permutes of rank ≥ 5 (window/grid partition and reverse) as transposes of rank ≤ 4.
+
+    permute(x_A0…An, p)       (n ≥ 5, e.g. Swin's (B, H/w, w, W/w, w, C) → (0, 1, 3, 2, 4, 5))
+        → a few steps  reshape(t, [pre, X, Y, post]) → permute([0, 2, 1, 3])
+          then reshape(·, shape of the original permute)
+
+The permutation is built by insertion: each step moves the next axis of the target order in
+front of the axes it must pass (a block swap of X and Y between a fixed prefix and suffix), so
+every step is a rank-≤4 transpose, and axes that move together stay merged: Swin's window
+partition and reverse take one step, MaxViT's grid partition two. Generic over the chain: no
+window size, layout or model is assumed. With cleanup's rules in the same fixpoint, the rank-6
+views around the permute fold into the new reshapes and a ``clone`` (a contiguity copy, no
+change of value) between them is dropped, so no rank > 4 tensor is left on the chain.
+"""
+from __future__ import annotations
+
+import math
+
+from torch.fx import Node
+
+from ane_rewrite.graph import aten, shape
+from ane_rewrite.rules import MatchResult, Pass, Rule
+
+from ._layouts import normalize_dims_ordered
+from .cleanup import CANONICAL_RULES, drop_clone
+
+MAX_RANK = 4
+
+
+def block_swaps(sizes: list[int], perm: list[int]) -> list[tuple[list[int], list[int]]]:
+    """The steps (reshape dims, permutation) that apply ``perm`` to a tensor of ``sizes``,
+    each of rank ≤ 4, in order; an empty list for the identity."""
+    order = list(range(len(sizes)))
+    steps = []
+    for i, axis in enumerate(perm):
+        j = order.index(axis)
+        if j == i:
+            continue
+        pre, moved, passed, post = order[:i], order[j:j + 1], order[i:j], order[j + 1:]
+        dims = [math.prod(sizes[a] for a in group) for group in (pre, passed, moved, post)]
+        step_perm = [0, 2, 1, 3]
+        if dims[3] == 1:
+            dims, step_perm = dims[:3], [0, 2, 1]
+        if dims[0] == 1:
+            dims, step_perm = dims[1:], [p - 1 for p in step_perm[1:]]
+        steps.append((dims, step_perm))
+        order = pre + moved + passed + post
+    return steps
+
+
+def _match(node: Node) -> MatchResult:
+    out_shape = shape(node)
+    if out_shape is None or len(out_shape) <= MAX_RANK:
+        return MatchResult.skip()
+    perm = normalize_dims_ordered(node.args[1], len(out_shape))
+    return MatchResult.ok(x=node.args[0], steps=block_swaps(list(shape(node.args[0])), perm))
+
+
+def _rewrite(rw, node: Node, m: dict) -> Node:
+    t = m["x"]
+    for dims, step_perm in m["steps"]:
+        t = rw.call(aten.permute.default, rw.call(aten.reshape.default, t, dims), step_perm)
+    return rw.call(aten.reshape.default, t, list(shape(node)))
+
+
+low_rank_permute = Rule("low_rank_permute", (aten.permute,), _match, _rewrite,
+                        "permute of rank ≥ 5 → rank-≤4 block swaps")
+
+windows = Pass("windows", [low_rank_permute, drop_clone, *CANONICAL_RULES], __doc__)
