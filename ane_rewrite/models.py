@@ -122,6 +122,9 @@ def example_inputs(model: torch.nn.Module, seq_len: int = 128, batch: int = 1) -
         import timm.data
 
         channels, height, width = timm.data.resolve_model_data_config(model)["input_size"]
+        built_for = getattr(getattr(model, "patch_embed", None), "img_size", None)
+        if built_for is not None:  # built with img_size=…: the pretrained config still says 224
+            height, width = (built_for, built_for) if isinstance(built_for, int) else tuple(built_for)
         return (torch.randn(batch, channels, height, width, generator=gen),)
     raise InputError(f"cannot build example inputs for {type(model).__name__}: pass example_inputs= "
                      "(a tuple of positional arguments or a dict of keyword arguments)")

@@ -33,6 +33,8 @@ from ._heads import head_channels, source_of
 from ._masks import additive_mask, row_valid
 from .cleanup import CANONICAL_RULES
 
+_VIEWS = (aten.view, aten.reshape, aten._unsafe_view)
+
 
 def _match_sdpa(node: Node) -> MatchResult:
     q, k, v = node.args[:3]
@@ -129,7 +131,7 @@ def _scalar(node: Node):
 
 
 def _peel_logits(x: Node):
-    """softmax input = [mask +] [c ·] matmul(q, kᵀ), scales and masks in any order →
+    """softmax input = [masks +] [c ·] matmul(q, kᵀ), scales and masks in any order →
     (matmul, scale, masks), each mask with the factor of the scales applied after it (a mask
     added inside a scale is scaled with the logits); None if x is not of that form."""
     scale, masks = 1.0, []
@@ -201,8 +203,6 @@ def _match_eager(node: Node) -> MatchResult:
             scale *= _scalar(operand)[1]
     q = _scalar(q)[0] if _scalar(q) else q
     k_t = _scalar(k_t)[0] if _scalar(k_t) else k_t
-    if len(masks) > 1:
-        return MatchResult.fail("more than one additive mask")
     splits: list[tuple[int, int] | None] = [None]
     if r == 3:  # (B·H, S, d): B is an outer axis of the projection the heads come from
         bh = shape(q)[0]
@@ -211,8 +211,7 @@ def _match_eager(node: Node) -> MatchResult:
     for split in splits:
         found = _heads_of(q, k_t, v, split)
         if all(f is not None for f in found):
-            return MatchResult.ok(q=q, k_t=k_t, v=v, scale=scale, split=split,
-                                  mask=masks[0] if masks else None)
+            return MatchResult.ok(q=q, k_t=k_t, v=v, scale=scale, split=split, masks=masks)
     names = "q, k and v" if r == 4 else "q, k and v (read as (B, H, S, d))"
     return MatchResult.fail(f"{names} are not head splits of the channel axis of (B, C, 1, S) tensors")
 
@@ -220,10 +219,10 @@ def _match_eager(node: Node) -> MatchResult:
 def _rewrite_eager(rw, node: Node, m: dict) -> Node:
     q, k_t, v, split = m["q"], m["k_t"], m["v"], m["split"]
     mask = None
-    if m["mask"] is not None:
-        mask, factor = m["mask"]
+    for term, factor in m["masks"]:  # every additive term (bias, shift mask, padding) in one mask
         if factor != 1.0:
-            mask = rw.call(aten.mul.Tensor, mask, factor)
+            term = rw.call(aten.mul.Tensor, term, factor)
+        mask = term if mask is None else rw.call(aten.add.Tensor, mask, term)
     if split is not None:  # (B·H, S, d) → (B, H, S, d)
         q, k_t, v = (rw.call(aten.reshape.default, t, [*split, *shape(t)[1:]]) for t in (q, k_t, v))
         if mask is not None and len(shape(mask)) == 3 and shape(mask)[0] == split[0] * split[1]:
@@ -235,10 +234,67 @@ def _rewrite_eager(rw, node: Node, m: dict) -> Node:
     return out
 
 
+def _groups(outer: tuple, inner: tuple) -> list[list[int]] | None:
+    """inner = a regrouping of outer's axes (split or merged, order kept) → for each outer axis
+    the inner axes it spans; None when the two shapes are not such a regrouping."""
+    groups, j = [], 0
+    for size in outer:
+        group, prod = [], 1
+        while j < len(inner) and prod < size:
+            group.append(j)
+            prod *= inner[j]
+            j += 1
+        if prod != size:
+            return None
+        groups.append(group)
+    return groups if j == len(inner) else None
+
+
+def _match_regrouped_add(node: Node) -> MatchResult:
+    inner_add = node.args[0]
+    if not (is_op(inner_add, aten.add.Tensor) and len(_readers(inner_add)) == 1 and not inner_add.kwargs):
+        return MatchResult.skip()
+    split, mask = inner_add.args
+    if not (is_op(split, *_VIEWS) and isinstance(mask, Node)):
+        return MatchResult.skip()
+    x = split.args[0]
+    if shape(node) != shape(x) or shape(mask) is None or len(shape(mask)) > len(shape(split)):
+        return MatchResult.skip()
+    groups = _groups(shape(x), shape(split))
+    if groups is None:
+        return MatchResult.skip()
+    return MatchResult.ok(x=x, mask=mask, split_shape=shape(split), groups=groups)
+
+
+def _rewrite_regrouped_add(rw, node: Node, m: dict) -> Node:
+    full = list(m["split_shape"])
+    mask = m["mask"]
+    padded = [1] * (len(full) - len(shape(mask))) + list(shape(mask))
+    if len(padded) != len(shape(mask)):
+        mask = rw.call(aten.view.default, mask, padded)
+    expanded, target = list(padded), []
+    for group in m["groups"]:
+        kept = [a for a in group if padded[a] != 1]
+        if kept:  # the group merges into one axis: broadcast inside it must become real
+            for a in group:
+                expanded[a] = full[a]
+            target.append(math.prod(full[a] for a in group))
+        else:
+            target.append(1)
+    if expanded != padded:
+        mask = rw.call(aten.expand.default, mask, expanded)
+    mask = rw.call(aten.reshape.default, mask, target)
+    return rw.call(aten.add.Tensor, m["x"], mask)
+
+
+regrouped_mask_add = Rule(
+    "regrouped_mask_add", _VIEWS, _match_regrouped_add, _rewrite_regrouped_add,
+    "view(view(x, s) + m, shape(x)) → x + reshape(expand(m), shape(x)-broadcastable)")
+
 eager_to_sdpa = Rule("eager_to_sdpa", (aten.matmul, aten.bmm), _match_eager, _rewrite_eager,
                      "matmul(softmax([mask +] [c ·] matmul(q, kᵀ)), v) → sdpa(q, k, v, mask, scale=c)")
 
 sdpa_per_head = Rule("sdpa_per_head", (aten.scaled_dot_product_attention,), _match_sdpa, _rewrite_sdpa,
                      "sdpa(heads(q), heads(k), heads(v)) → per-head einsums on (B, C, 1, S)")
 
-attention = Pass("attention", [eager_to_sdpa, sdpa_per_head, *CANONICAL_RULES], __doc__)
+attention = Pass("attention", [regrouped_mask_add, eager_to_sdpa, sdpa_per_head, *CANONICAL_RULES], __doc__)

@@ -29,6 +29,17 @@ def _batched_logits(gm, seq: int) -> list[str]:
     return out
 
 
+def _activation_ranks(gm) -> list[int]:
+    """Ranks of the values computed from the model's inputs through a projection."""
+    activations, ranks = set(), []
+    for n in gm.graph.nodes:
+        if n.target == aten.conv2d.default or any(a in activations for a in n.all_input_nodes):
+            activations.add(n)
+            if isinstance(n.meta.get("val"), torch.Tensor):
+                ranks.append(n.meta["val"].dim())
+    return ranks
+
+
 def _assert_lowered(fast, heads_total: int, seq: int):
     assert count(fast, "scaled_dot_product_attention") == 0
     assert count(fast, "matmul") + count(fast, "bmm") == 0
@@ -182,3 +193,31 @@ def test_the_whole_pipeline_is_a_fixpoint_after_lowering():
     model, _ = zoo.gpt2()
     fast = ane_rewrite.optimize(model, zoo.padded(model))
     assert not any(r.changed for r in default_pipeline()(fast).results)
+
+
+def test_swin_window_attention_with_bias_and_shift_mask():
+    """Swin adds a relative-position bias and, in shifted blocks, a per-window mask inside a
+    (B, nW, H, N, N) view of the logits: both become one additive mask of the lowered form."""
+    import timm
+
+    model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=56,
+                              embed_dim=32, depths=(2, 2), num_heads=(2, 4)).eval()
+    fast = ane_rewrite.optimize(model)
+    counts = fast.ane_report.counts()["attention"]
+    assert counts["eager_to_sdpa"] == 4 and counts["sdpa_per_head"] == 4
+    assert counts["regrouped_mask_add"] >= 2  # the shifted blocks
+    assert count(fast, "matmul") + count(fast, "bmm") == 0
+    assert max(_activation_ranks(fast)) <= 4  # (the constant shift mask folds away in the export)
+    report = ane_rewrite.verify(model, fast, fast.example_inputs, draws=2)
+    assert report.ok, report
+
+
+@pytest.mark.parametrize("outer,inner,groups", [
+    ((128, 3, 49, 49), (2, 64, 3, 49, 49), [[0, 1], [2], [3], [4]]),
+    ((6, 4), (2, 3, 4), [[0, 1], [2]]),
+    ((6, 4), (4, 6), None),
+])
+def test_regrouping_of_axes(outer, inner, groups):
+    from passes.attention import _groups
+
+    assert _groups(outer, inner) == groups
