@@ -8,6 +8,9 @@ transformers 5 and timm emit when a graph is exported without decompositions (me
     alias               → identity
     __and__             → logical_and (on bool casts)
     where.ScalarOther   → select(cond, x, scalar)
+    as_strided          → reshape, when the strides are those of a contiguous tensor of that
+                          size (size-1 axes aside) at offset 0, as the decompositions emit for
+                          timm's pooled heads; any other striding is refused with its reason
 
 ``install()`` registers a converter for each kind the installed coremltools lacks, and none it
 has; it is idempotent and ``export`` calls it before every conversion. (``export`` also
@@ -20,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 # the op kinds as coremltools' frontend spells them after ``sanitize_op_kind``
-KINDS = ("new_ones", "alias", "__and__", "where.scalarother")
+KINDS = ("new_ones", "alias", "__and__", "where.scalarother", "as_strided")
 
 
 def _registry() -> dict:
@@ -68,8 +71,26 @@ def _converters() -> dict:
         other = mb.const(val=np.array(other.val, dtype=types.nptype_from_builtin(x.dtype)))
         context.add(mb.select(cond=cond, a=x, b=other, name=node.name))
 
+    def as_strided(context, node):
+        inputs = _get_inputs(context, node, min_expected=3)
+        x, size, stride = inputs[0], inputs[1].val, inputs[2].val
+        offset = inputs[3].val if len(inputs) > 3 and inputs[3] is not None else 0
+        if size is None or stride is None:
+            raise NotImplementedError(f"as_strided {node.name}: size and stride must be constants")
+        size, stride = [int(v) for v in np.atleast_1d(size)], [int(v) for v in np.atleast_1d(stride)]
+        expected, step = [], 1
+        for dim in reversed(size):
+            expected.append(step)
+            step *= dim
+        expected.reverse()
+        contiguous = all(dim == 1 or s == e for dim, s, e in zip(size, stride, expected))
+        if not contiguous or (offset or 0) != 0 or x.shape is None or int(np.prod(x.shape)) != int(np.prod(size)):
+            raise NotImplementedError(f"as_strided {node.name}: size {size}, stride {stride}, offset {offset} "
+                                      "is not a reshape of its input")
+        context.add(mb.reshape(x=x, shape=size, name=node.name))
+
     return {"new_ones": new_ones, "alias": alias, "__and__": logical_and,
-            "where.scalarother": where_scalar_other}
+            "where.scalarother": where_scalar_other, "as_strided": as_strided}
 
 
 def missing_ops() -> list[str]:

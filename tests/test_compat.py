@@ -18,6 +18,8 @@ MODULES = textwrap.dedent("""
         def forward(self, x): return ((x > 0) & (x < 1)).to(torch.float32)
     class Where(torch.nn.Module):
         def forward(self, x): return torch.where(x > 0, x, 0.5)
+    class AsStrided(torch.nn.Module):
+        def forward(self, x): return torch.as_strided(x + 1, (1, 6, 1), (6, 1, 6)) * 2
 """)
 namespace: dict = {}
 exec(MODULES, namespace)
@@ -26,6 +28,7 @@ CASES = {  # module → (ATen op left in the graph, MIL op the converter emits)
     "Alias": ("alias", None),
     "And": ("__and__", "logical_and"),
     "Where": ("where", "select"),
+    "AsStrided": ("as_strided", "reshape"),
 }
 
 
@@ -43,7 +46,7 @@ def test_the_gaps_are_real_without_compat():
         import warnings; warnings.filterwarnings("ignore")
         import coremltools as ct
         failed = []
-        for cls in (NewOnes, Alias, And, Where):
+        for cls in (NewOnes, Alias, And, Where, AsStrided):
             ep = torch.export.export(cls(), (torch.randn(2, 3),)).run_decompositions({})
             try:
                 ct.convert(ep, convert_to="mlprogram", skip_model_load=True)
@@ -52,7 +55,7 @@ def test_the_gaps_are_real_without_compat():
         print("FAILED", " ".join(failed))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert "FAILED NewOnes Alias And Where" in out.stdout, out.stdout + out.stderr
+    assert "FAILED NewOnes Alias And Where AsStrided" in out.stdout, out.stdout + out.stderr
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -68,3 +71,16 @@ def test_installed_converters_convert(name):
 def test_install_is_idempotent():
     compat.install()
     assert compat.install() == []
+
+
+def test_as_strided_that_is_no_reshape_is_refused_with_its_reason():
+    import coremltools as ct
+
+    class Overlapping(torch.nn.Module):
+        def forward(self, x):
+            return torch.as_strided(x + 1, (2, 2), (1, 1)) * 2  # overlapping windows
+
+    compat.install()
+    program = torch.export.export(Overlapping(), (torch.randn(2, 3),)).run_decompositions({})
+    with pytest.raises(Exception, match="is not a reshape of its input"):
+        ct.convert(program, convert_to="mlprogram", skip_model_load=True)

@@ -97,3 +97,14 @@ def test_distilbert_seq512_batch8_exports_chunked_and_equivalent(tmp_path):
     s, mix = mil.summary(ops), mil.op_mix(ops)
     assert mix["softmax"] == 72 * 4 and mix["einsum"] == 2 * 72 * 4
     assert s["linear"] == 0 and s["conv_4d"] == 38 and s["max_rank"] <= 4 and mix["gather_nd"] == 0
+
+
+def test_convnext_atto_exports_without_layout_copies():
+    """Its pooled head needs the as_strided converter (compat); the rewritten program keeps
+    every block in NCHW: no transpose at all (the baseline has 34)."""
+    from tests.zoo import convnext_atto
+
+    model, _ = convnext_atto()
+    fast = ane_rewrite.optimize(model)
+    s = mil.summary(mil.program_ops(ane_rewrite.export(fast, fast.example_inputs)))
+    assert s["linear"] == 0 and s["transpose"] == 0 and s["max_rank"] <= 4
