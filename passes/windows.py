@@ -11,6 +11,12 @@ partition and reverse take one step, MaxViT's grid partition two. Generic over t
 window size, layout or model is assumed. With cleanup's rules in the same fixpoint, the rank-6
 views around the permute fold into the new reshapes and a ``clone`` (a contiguity copy, no
 change of value) between them is dropped, so no rank > 4 tensor is left on the chain.
+
+Shifted windows roll the feature map: coremltools converts ``roll`` into ``gather`` ops (two per
+rolled axis), which the ANE placement rules send to the CPU. A roll by s along an axis of size n
+is the concatenation of two slices, x[n − s:] then x[:n − s]: exact, and no gather.
+
+    roll(x, s, d)               → cat([slice(x, d, n − s, n), slice(x, d, 0, n − s)], d)
 """
 from __future__ import annotations
 
@@ -63,7 +69,30 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
     return rw.call(aten.reshape.default, t, list(shape(node)))
 
 
+def _match_roll(node: Node) -> MatchResult:
+    shifts, dims = list(node.args[1]), list(node.args[2]) if len(node.args) > 2 else []
+    if not dims or len(dims) != len(shifts):
+        return MatchResult.fail("roll over the flattened tensor (no dims) has no slice form")
+    return MatchResult.ok(x=node.args[0], shifts=shifts, dims=dims)
+
+
+def _rewrite_roll(rw, node: Node, m: dict) -> Node:
+    t = m["x"]
+    for shift, dim in zip(m["shifts"], m["dims"]):
+        size = shape(t)[dim]
+        cut = size - shift % size  # the last (shift mod size) entries come first
+        if cut == size:
+            continue
+        tail = rw.call(aten.slice.Tensor, t, dim, cut, size)
+        head = rw.call(aten.slice.Tensor, t, dim, 0, cut)
+        t = rw.call(aten.cat.default, [tail, head], dim)
+    return t if t is not m["x"] else rw.call(aten.alias.default, t)
+
+
+roll_as_slices = Rule("roll_as_slices", (aten.roll,), _match_roll, _rewrite_roll,
+                      "roll(x, s, d) → cat([x[d: n−s:], x[d: :n−s]], d)")
+
 low_rank_permute = Rule("low_rank_permute", (aten.permute,), _match, _rewrite,
                         "permute of rank ≥ 5 → rank-≤4 block swaps")
 
-windows = Pass("windows", [low_rank_permute, drop_clone, *CANONICAL_RULES], __doc__)
+windows = Pass("windows", [low_rank_permute, roll_as_slices, drop_clone, *CANONICAL_RULES], __doc__)

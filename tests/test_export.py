@@ -108,3 +108,15 @@ def test_convnext_atto_exports_without_layout_copies():
     fast = ane_rewrite.optimize(model)
     s = mil.summary(mil.program_ops(ane_rewrite.export(fast, fast.example_inputs)))
     assert s["linear"] == 0 and s["transpose"] == 0 and s["max_rank"] <= 4
+
+
+def test_swin_exports_without_gathers_or_rank5():
+    """Shifted windows: the rolls become slices (no gather), window partitions rank-≤4 transposes."""
+    import timm
+
+    model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=56,
+                              embed_dim=32, depths=(2, 2), num_heads=(2, 4)).eval()
+    fast = ane_rewrite.optimize(model)
+    s = mil.summary(mil.program_ops(ane_rewrite.export(fast, fast.example_inputs)))
+    assert s["gather"] == 0 and s["max_rank"] <= 4 and s["linear"] == 0
+    assert s["softmax"] == 2 * 2 + 2 * 4  # every window attention lowered: 2 blocks × 2 heads, 2 × 4

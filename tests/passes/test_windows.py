@@ -41,8 +41,8 @@ class Roundtrip(nn.Module):
 
 
 def _max_rank(gm) -> int:
-    return max(n.meta["val"].dim() for n in gm.graph.nodes
-               if n.op == "call_function" and isinstance(n.meta.get("val"), torch.Tensor))
+    return max((n.meta["val"].dim() for n in gm.graph.nodes
+                if n.op == "call_function" and isinstance(n.meta.get("val"), torch.Tensor)), default=0)
 
 
 def _run(module, example):
@@ -104,3 +104,30 @@ def test_property_block_swaps_of_random_permutations(sizes, data):
         assert len(dims) <= 4
         t = t.reshape(dims).permute(step)
     assert torch.equal(t.reshape([sizes[p] for p in perm]), x.permute(list(perm)))
+
+
+class Roll(nn.Module):
+    def __init__(self, shifts, dims):
+        super().__init__()
+        self.shifts, self.dims = shifts, dims
+
+    def forward(self, x):
+        return torch.roll(x, self.shifts, self.dims) * 2.0
+
+
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(1, 9), w=st.integers(1, 9), sh=st.integers(-12, 12), sw=st.integers(-12, 12))
+def test_property_roll_is_two_slices_and_a_cat_per_axis(h, w, sh, sw):
+    module, example = Roll((sh, sw), (1, 2)).eval(), (torch.randn(2, h, w, 3),)
+    gm = captured(module, example)
+    windows(gm)
+    assert sum(n.target == torch.ops.aten.roll.default for n in gm.graph.nodes) == 0
+    assert torch.equal(outputs(gm, example), module(*example))
+
+
+def test_roll_of_the_flattened_tensor_is_declined_with_reason():
+    module, example = Roll(3, None).eval(), (torch.randn(2, 5),)
+    gm = captured(module, example)
+    result = windows(gm)
+    assert any("flattened" in d.reason for d in result.declined)
+    assert torch.equal(outputs(gm, example), module(*example))
