@@ -8,7 +8,6 @@ from collections import Counter
 from dataclasses import dataclass
 
 RESHAPE_FAMILY = ("reshape", "expand_dims", "squeeze", "reshape_like")
-COPY_OPS = ("transpose",) + RESHAPE_FAMILY
 
 
 @dataclass(frozen=True)

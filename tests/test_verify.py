@@ -7,7 +7,7 @@ import torch
 import ane_rewrite
 from ane_rewrite.errors import InputError
 from ane_rewrite.models import draw_inputs
-from tests.zoo import distilbert, mlp_block
+from tests.zoo import mlp_block
 
 
 def test_identical_modules_are_equivalent():
