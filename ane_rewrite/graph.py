@@ -14,6 +14,9 @@ from torch.fx import GraphModule, Node
 
 aten = torch.ops.aten
 
+# the ATen spellings of a view (a reshape that may copy included)
+VIEWS = (aten.view, aten.reshape, aten._unsafe_view)
+
 
 def is_op(node: Any, *targets) -> bool:
     """True when ``node`` is a call of one of the ATen overloads or overload packets."""

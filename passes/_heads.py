@@ -17,9 +17,9 @@ from typing import Callable
 import torch
 from torch.fx import Node
 
-from ane_rewrite.graph import aten, is_op, shape
+from ane_rewrite.graph import VIEWS, aten, is_op, shape
 
-MOVEMENT = (aten.view, aten.reshape, aten._unsafe_view, aten.permute, aten.transpose, aten.select,
+MOVEMENT = (*VIEWS, aten.permute, aten.transpose, aten.select,
             aten.slice, aten.squeeze, aten.unsqueeze, aten.expand, aten.clone, aten.alias,
             aten.split, aten.split_with_sizes, aten.unbind, aten.chunk, aten.contiguous)
 MAX_INDEX_ELEMENTS = 1 << 26

@@ -26,14 +26,13 @@ from dataclasses import replace
 
 from torch.fx import Node
 
-from ane_rewrite.graph import arg, aten, is_op, shape
+from ane_rewrite.graph import VIEWS, arg, aten, is_op, shape
 from ane_rewrite.rules import MatchResult, Pass, Rule
 
 from ._heads import head_channels, source_of
 from ._masks import additive_mask, row_valid
 from .cleanup import CANONICAL_RULES
 
-_VIEWS = (aten.view, aten.reshape, aten._unsafe_view)
 
 
 def _match_sdpa(node: Node) -> MatchResult:
@@ -198,11 +197,14 @@ def _match_eager(node: Node) -> MatchResult:
         return MatchResult.fail("softmax input is not [mask +] [scale ·] matmul(q, kᵀ)")
     qk, scale, masks = peeled
     q, k_t = qk.args[:2]
+    operands = []
     for operand in (q, k_t):  # a scale applied to q or to k before the product
-        if _scalar(operand) is not None:
-            scale *= _scalar(operand)[1]
-    q = _scalar(q)[0] if _scalar(q) else q
-    k_t = _scalar(k_t)[0] if _scalar(k_t) else k_t
+        peeled_operand = _scalar(operand)
+        if peeled_operand is not None:
+            operand, factor = peeled_operand
+            scale *= factor
+        operands.append(operand)
+    q, k_t = operands
     splits: list[tuple[int, int] | None] = [None]
     if r == 3:  # (B·H, S, d): B is an outer axis of the projection the heads come from
         bh = shape(q)[0]
@@ -255,7 +257,7 @@ def _match_regrouped_add(node: Node) -> MatchResult:
     if not (is_op(inner_add, aten.add.Tensor) and len(_readers(inner_add)) == 1 and not inner_add.kwargs):
         return MatchResult.skip()
     split, mask = inner_add.args
-    if not (is_op(split, *_VIEWS) and isinstance(mask, Node)):
+    if not (is_op(split, *VIEWS) and isinstance(mask, Node)):
         return MatchResult.skip()
     x = split.args[0]
     if shape(node) != shape(x) or shape(mask) is None or len(shape(mask)) > len(shape(split)):
@@ -288,7 +290,7 @@ def _rewrite_regrouped_add(rw, node: Node, m: dict) -> Node:
 
 
 regrouped_mask_add = Rule(
-    "regrouped_mask_add", _VIEWS, _match_regrouped_add, _rewrite_regrouped_add,
+    "regrouped_mask_add", VIEWS, _match_regrouped_add, _rewrite_regrouped_add,
     "view(view(x, s) + m, shape(x)) → x + reshape(expand(m), shape(x)-broadcastable)")
 
 eager_to_sdpa = Rule("eager_to_sdpa", (aten.matmul, aten.bmm), _match_eager, _rewrite_eager,

@@ -17,12 +17,11 @@ from __future__ import annotations
 import torch
 from torch.fx import Node
 
-from ane_rewrite.graph import arg, aten, is_op, normalize_dim, rank, shape
+from ane_rewrite.graph import VIEWS, arg, aten, is_op, normalize_dim, rank, shape
 from ane_rewrite.rules import MatchResult, Pass, Rule
 
 from ._layouts import normalize_dims_ordered, squeezed_dims
 
-_VIEWS = (aten.view, aten.reshape, aten._unsafe_view)
 
 
 def _match_permute_chain(node: Node) -> MatchResult:
@@ -69,7 +68,7 @@ def _match_squeeze_unsqueeze(node: Node) -> MatchResult:
 
 def _match_view_chain(node: Node) -> MatchResult:
     inner = node.args[0]
-    if not is_op(inner, *_VIEWS):
+    if not is_op(inner, *VIEWS):
         return MatchResult.skip()
     return MatchResult.ok(x=inner.args[0])
 
@@ -137,9 +136,9 @@ cancel_unsqueeze_squeeze = Rule("cancel_unsqueeze_squeeze", (aten.unsqueeze,), _
                                 _existing, "unsqueeze(squeeze(y, d), d) → y")
 cancel_squeeze_unsqueeze = Rule("cancel_squeeze_unsqueeze", (aten.squeeze,), _match_squeeze_unsqueeze,
                                 _existing, "squeeze(unsqueeze(x, d), d) → x")
-fold_view_chain = Rule("fold_view_chain", _VIEWS, _match_view_chain, _refold_view,
+fold_view_chain = Rule("fold_view_chain", VIEWS, _match_view_chain, _refold_view,
                        "view(view(x, s1), s2) → view(x, s2)")
-drop_noop_view = Rule("drop_noop_view", _VIEWS, _match_noop_view, _existing, "view(x, shape(x)) → x")
+drop_noop_view = Rule("drop_noop_view", VIEWS, _match_noop_view, _existing, "view(x, shape(x)) → x")
 drop_noop_slice = Rule("drop_noop_slice", (aten.slice.Tensor,), _match_noop_slice, _existing,
                        "slice(x, d, 0, ≥ size, 1) → x")
 drop_clone = Rule("drop_clone", (aten.clone,), _match_clone, _existing,

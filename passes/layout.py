@@ -33,13 +33,12 @@ import math
 
 from torch.fx import Node
 
-from ane_rewrite.graph import arg, aten, is_op, normalize_dim, rank, shape
+from ane_rewrite.graph import VIEWS, arg, aten, is_op, normalize_dim, rank, shape
 from ane_rewrite.rules import MatchResult, Pass, Rule
 
 from .cleanup import CANONICAL_RULES
 from ._layouts import AXIS_MAP, RANKS, emit_broadcast_to, emit_from, emit_to, match_from, match_to
 
-_VIEWS = (aten.view, aten.reshape, aten._unsafe_view)
 
 
 def _conv(rw, x_CF: Node, w_OI: Node, bias) -> Node:
@@ -83,7 +82,7 @@ def _addmm_parts(mm: Node) -> MatchResult:
 
 def _flattened_source(x2: Node) -> Node | None:
     """x2 = view(x, [prod(leading), C]) for x of rank 3 or 4 → x."""
-    if not is_op(x2, *_VIEWS):
+    if not is_op(x2, *VIEWS):
         return None
     x = x2.args[0]
     if rank(x) not in (3, 4) or shape(x2)[-1] != shape(x)[-1]:
@@ -92,7 +91,7 @@ def _flattened_source(x2: Node) -> Node | None:
 
 
 def _match_addmm_flattened(node: Node) -> MatchResult:
-    m = _addmm_parts(node.args[0]) if is_op(node, *_VIEWS) else MatchResult.skip()
+    m = _addmm_parts(node.args[0]) if is_op(node, *VIEWS) else MatchResult.skip()
     if not m.matched:
         return m
     mm = node.args[0]
@@ -115,7 +114,7 @@ def _rewrite_addmm(rw, node: Node, m: dict) -> Node:
 
 
 addmm_flattened_to_conv = Rule(
-    "addmm_flattened_to_conv", _VIEWS, _match_addmm_flattened, _rewrite_addmm,
+    "addmm_flattened_to_conv", VIEWS, _match_addmm_flattened, _rewrite_addmm,
     "view(addmm(b, view(x, [N, I]), W_IO), x.shape[:-1] + [O]) → from(conv2d(to(x), W_IO.T.view(O, I, 1, 1), b))")
 
 
@@ -278,7 +277,7 @@ def _rewrite_split_view(rw, node: Node, m: dict) -> Node:
 
 
 sink_split_view = Rule(
-    "sink_split_view", _VIEWS, _match_split_view, _rewrite_split_view,
+    "sink_split_view", VIEWS, _match_split_view, _rewrite_split_view,
     "view(from(y_BC1S), [B, S, c1, …]) → permute(reshape(y, [B, c1, …, S]), [0, k+1, 1, …, k])")
 
 
@@ -287,7 +286,7 @@ def _match_merge_view(node: Node) -> MatchResult:
     if t is None:
         return MatchResult.skip()
     v, r = t
-    if not is_op(v, *_VIEWS):
+    if not is_op(v, *VIEWS):
         return MatchResult.skip()
     x = v.args[0]
     factors = _split_factors(shape(v), shape(x))

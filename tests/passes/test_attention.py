@@ -16,28 +16,23 @@ from tests import zoo
 from tests.helpers import count
 
 
-def _batched_logits(gm, seq: int) -> list[str]:
-    """Activations holding a (…, S, S) tensor: the batched attention the lowering removes.
-    (Activations: values computed from a projection; a mask input is (…, S, S) by nature.)"""
-    activations, out = set(), []
+def _activations(gm) -> list:
+    """Nodes computed from a projection (a mask input is (…, S, S) by nature and is not one)."""
+    found = set()
     for n in gm.graph.nodes:
-        if n.target == aten.conv2d.default or any(a in activations for a in n.all_input_nodes):
-            activations.add(n)
-            v = n.meta.get("val")
-            if isinstance(v, torch.Tensor) and v.dim() >= 3 and v.shape[-1] == seq and v.shape[-2] == seq:
-                out.append(n.name)
-    return out
+        if n.target == aten.conv2d.default or any(a in found for a in n.all_input_nodes):
+            found.add(n)
+    return [n for n in gm.graph.nodes if n in found and isinstance(n.meta.get("val"), torch.Tensor)]
+
+
+def _batched_logits(gm, seq: int) -> list[str]:
+    """Activations holding a (…, S, S) tensor: the batched attention the lowering removes."""
+    return [n.name for n in _activations(gm)
+            if n.meta["val"].dim() >= 3 and n.meta["val"].shape[-1] == seq and n.meta["val"].shape[-2] == seq]
 
 
 def _activation_ranks(gm) -> list[int]:
-    """Ranks of the values computed from the model's inputs through a projection."""
-    activations, ranks = set(), []
-    for n in gm.graph.nodes:
-        if n.target == aten.conv2d.default or any(a in activations for a in n.all_input_nodes):
-            activations.add(n)
-            if isinstance(n.meta.get("val"), torch.Tensor):
-                ranks.append(n.meta["val"].dim())
-    return ranks
+    return [n.meta["val"].dim() for n in _activations(gm)]
 
 
 def _assert_lowered(fast, heads_total: int, seq: int):
