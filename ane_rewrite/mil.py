@@ -82,6 +82,7 @@ def summary(ops: list[MilOp]) -> dict[str, int]:
         "einsum": mix["einsum"],
         "gather": mix["gather"] + mix["gather_nd"],
         "max_rank": max((v.rank for op in ops for v in op.outputs), default=0),
+        "rank5": sum(1 for op in ops if op.type != "const" and any(v.rank >= 5 for v in op.outputs)),
     }
 
 

@@ -6,7 +6,9 @@ slice, split, unbind, expand, squeeze, unsqueeze, clone) from a 4-D channels-fir
 chain on an index tensor (``arange`` shaped like y) and reads the answer off the indices:
 q[b, h, s, c] must be y[b, base[h] + c, 0, s] for per-head channel offsets ``base`` (or
 y[s, base[h] + c, 0, b] for a model that runs sequence-first, as nn.MultiheadAttention does
-inside). Repeated offsets are grouped-query heads sharing a key/value head.
+inside). Repeated offsets are grouped-query heads sharing a key/value head. The source may also
+be a (B, C, H, W) feature map whose positions, row-major, are the sequence (attention over the
+pixels of a window after a 1×1 convolution, as in MaxViT): y[b, base[h] + c, s // W, s % W].
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class Heads:
     bases: tuple[int, ...]  # first channel of each head
     dim: int                # channels per head
     swapped: bool = False   # y's first and last axes are x's sequence and batch (seq-first models)
+    spatial: bool = False   # y is (B, C, H, W) with H > 1: the sequence is its H·W positions
 
 
 def _chain(node: Node) -> tuple[Node, list[Node]]:
@@ -66,16 +69,18 @@ def source_of(x: Node) -> Node:
 
 
 def head_channels(x: Node, tail: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Heads | None:
-    """x (B, H, S, d) as heads of the channel axis of a channels-first (B, C, 1, S), or None.
+    """x (B, H, S, d) as heads of the channel axis of a channels-first (B, C, 1, S) (or
+    (B, C, H, W) with S = H·W), or None.
 
     ``tail`` is applied after x's own chain, to read a value that does not exist as a node yet:
     ``lambda t: t.transpose(-1, -2)`` for a key that matmul reads as (B, H, d, S), or a reshape
     of a (B·H, S, d) tensor into (B, H, S, d)."""
     source, chain = _chain(x)
     y_shape = shape(source)
-    if y_shape is None or len(y_shape) != 4 or y_shape[2] != 1:
+    if y_shape is None or len(y_shape) != 4:
         return None
-    first, c, _, last = y_shape
+    first, c, rows, cols = y_shape
+    last = rows * cols
     if first * c * last > MAX_INDEX_ELEMENTS:
         return None
     try:
@@ -96,7 +101,9 @@ def head_channels(x: Node, tail: Callable[[torch.Tensor], torch.Tensor] | None =
         swapped = True
     else:
         return None
+    if swapped and rows != 1:
+        return None
     bases = chan[0, :, 0, 0]
     if not torch.equal(chan, (bases.view(1, heads, 1, 1) + torch.arange(d).view(1, 1, 1, d)).expand_as(idx)):
         return None
-    return Heads(source, tuple(int(v) for v in bases), d, swapped)
+    return Heads(source, tuple(int(v) for v in bases), d, swapped, rows != 1)

@@ -14,7 +14,7 @@ The eager form ``matmul(softmax([mask +] [c ·] matmul(q, kᵀ)), v)`` (the scal
 on q or on k; the mask before or after the scale) is first canonicalised to that sdpa call.
 
 ``heads(y)`` is any chain of data-movement ops that splits the channel axis into heads (found
-by ``_heads.head_channels``, including grouped-query heads that share a key/value head). K is
+by ``_heads.head_channels``; y may also be a (B, C, H, W) feature map read as (B, C, 1, H·W), including grouped-query heads that share a key/value head). K is
 transposed once per attention; the per-head pieces come from one ``split`` where the heads tile
 the channels. No (B, H, S, S) tensor remains. Masks become finite additive masks (``_masks``).
 """
@@ -48,7 +48,7 @@ def _match_sdpa(node: Node) -> MatchResult:
         h = head_channels(x)
         if h is None:
             return MatchResult.fail(f"{name} {shape(x)} is not a head split of the channel axis of a "
-                                    "(B, C, 1, S) tensor (are the projections rewritten by layout?)")
+                                    "(B, C, 1, S) or (B, C, H, W) tensor (are the projections rewritten by layout?)")
         heads[name] = h
     hq, hk, hv = (len(heads[n].bases) for n in "qkv")
     if hk != hv or hq % hk:
@@ -79,8 +79,14 @@ def _pieces(rw, x: Node, bases: tuple[int, ...], d: int, axis: int) -> list[Node
 
 
 def _batch_first(rw, heads) -> Node:
-    """The (B, C, 1, S) tensor the heads read (a sequence-first (S, C, 1, B) one is transposed)."""
-    return rw.call(aten.permute.default, heads.source, [3, 1, 2, 0]) if heads.swapped else heads.source
+    """The (B, C, 1, S) tensor the heads read: a sequence-first (S, C, 1, B) one is transposed,
+    a (B, C, H, W) feature map is flattened to (B, C, 1, H·W)."""
+    if heads.swapped:
+        return rw.call(aten.permute.default, heads.source, [3, 1, 2, 0])
+    if heads.spatial:
+        b, c, rows, cols = shape(heads.source)
+        return rw.call(aten.reshape.default, heads.source, [b, c, 1, rows * cols])
+    return heads.source
 
 
 def _rewrite_sdpa(rw, node: Node, m: dict) -> Node:

@@ -12,7 +12,7 @@ import ane_rewrite
 from ane_rewrite.graph import aten
 from passes import default_pipeline
 from passes.attention import attention
-from tests import zoo
+from tests import zoo, zoo_vision
 from tests.helpers import count
 
 
@@ -64,6 +64,18 @@ def test_hand_written_forms(name):
     report = ane_rewrite.verify(module, fast, example)
     assert report.ok, report
     assert not attention(fast).changed
+
+
+@pytest.mark.parametrize("channels_last", [True, False], ids=["channels-last heads", "(B, H, d, HW) heads"])
+def test_attention_over_the_pixels_of_a_feature_map(channels_last):
+    """Heads of a (B, C, H, W) conv output with the H·W positions as the sequence are read as
+    (B, C, 1, H·W): one reshape of the qkv map, then the same per-head einsums."""
+    module = zoo_vision.PixelAttention(channels_last=channels_last).eval()
+    example = (torch.randn(2, 32, 4, 6),)
+    fast = ane_rewrite.optimize(module, example)
+    _assert_lowered(fast, heads_total=4, seq=24)
+    assert ane_rewrite.verify(module, fast, example).ok
+    assert max(_activation_ranks(fast)) == 4
 
 
 @pytest.mark.parametrize("need_weights", [True, False], ids=["3-D eager path", "sdpa path"])
