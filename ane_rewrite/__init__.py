@@ -3,6 +3,7 @@
     optimize(model, example_inputs=None) → rewritten GraphModule (model untouched)
     verify(reference, candidate, example_inputs) → EquivalenceReport
     export(model, example_inputs, path) → coremltools MLModel, saved as .mlpackage
+    analyze(mlmodel or path) → Analysis: findings by ANE placement rule, metrics, estimates
 """
 from .errors import (AneRewriteError, CaptureError, ExportError, InputError, LintError,
                      RewriteError, SourceError)
@@ -17,5 +18,12 @@ def export(model, example_inputs, path=None, **options):
     return _export(model, example_inputs, path, **options)
 
 
-__all__ = ["optimize", "verify", "export", "EquivalenceReport", "AneRewriteError", "CaptureError",
+def analyze(model, profiles=None):
+    """Static ANE readiness report of a Core ML ML Program (see ``ane_rewrite.analysis``)."""
+    from .analysis import analyze as _analyze
+
+    return _analyze(model, profiles)
+
+
+__all__ = ["optimize", "verify", "export", "analyze", "EquivalenceReport", "AneRewriteError", "CaptureError",
            "ExportError", "InputError", "LintError", "RewriteError", "SourceError"]

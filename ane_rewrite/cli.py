@@ -1,11 +1,14 @@
 """ane-rewrite: the command line.
 
     ane-rewrite optimize [SOURCE] [--seq-len N] [--batch B] [--out DIR]
+    ane-rewrite analyze PATH [--json] [--chip NAME ...]
 
 SOURCE is ``hf:<local dir | class name | model type>``, ``timm:<model name>`` or
 ``<python.module>:<factory>``; without it, DistilBERT with an SST-2 head from its default config
 (Apple's case study). The command optimizes, verifies, exports baseline and rewritten models,
-and prints them side by side. Exit status 1 when the rewrite is not equivalent.
+and prints them side by side with their ANE analysis. Exit status 1 when the rewrite is not
+equivalent. ``analyze`` reads a saved .mlpackage: findings by ANE placement rule, metrics,
+and estimates (analytic, not measured) per chip profile; ``--json`` prints one JSON object.
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ def _table(rows: list[tuple[str, str, str]]) -> str:
 
 
 def run_optimize(args) -> int:
-    from . import export, optimize, verify
+    from . import analyze, export, optimize, verify
 
     source = args.source or models.DEFAULT_SOURCE
     out_dir = Path(args.out or Path("ane_rewrite_out") / _slug(source))
@@ -57,6 +60,7 @@ def run_optimize(args) -> int:
     t_new = time.perf_counter() - t
 
     base, new = mil.summary(mil.program_ops(base_ml)), mil.summary(mil.program_ops(new_ml))
+    base_an, new_an = analyze(base_ml), analyze(new_ml)
     shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in (example.items() if isinstance(example, dict)
                                                              else enumerate(example)))
     print(f"\nane-rewrite optimize {source}  ({shapes})\n")
@@ -84,8 +88,43 @@ def run_optimize(args) -> int:
             ("time: export (s)", f"{t_base:.1f}", f"{t_new:.1f}")]
     print()
     print(_table(rows))
-    print(f"\nsaved {out_dir / 'baseline.mlpackage'} and {out_dir / 'rewritten.mlpackage'}")
+    print("\n" + _analysis_table(base_an, new_an))
+    print(f"\nsaved {out_dir / 'baseline.mlpackage'} and {out_dir / 'rewritten.mlpackage'}"
+          f"\n(details: ane-rewrite analyze {out_dir / 'rewritten.mlpackage'})")
     return 0 if report.ok else 1
+
+
+def _analysis_table(base, new) -> str:
+    """Findings per ANE rule and the estimates, baseline next to rewritten."""
+    b_rules, n_rules = base.by_rule(), new.by_rule()
+    severity = {f.rule: f.severity for f in base.findings + new.findings}
+    rows = [("ANE analysis (static)", "baseline", "rewritten")]
+    for rule in sorted(set(b_rules) | set(n_rules), key=lambda r: (-b_rules[r], r)):
+        rows.append((f"{rule} [{severity[rule]}]", str(b_rules[rule]), str(n_rules[rule])))
+    mb, mn = base.metrics, new.metrics
+    rows.append(("activations, padded (MiB)", f"{mb['activation_bytes_padded'] / 2**20:.1f}",
+                 f"{mn['activation_bytes_padded'] / 2**20:.1f}"))
+    rows.append(("largest tensor (MiB)", f"{mb['largest_tensor']['bytes'] / 2**20:.2f}",
+                 f"{mn['largest_tensor']['bytes'] / 2**20:.2f}"))
+    for chip in base.estimates:
+        eb, en = base.estimates[chip], new.estimates[chip]
+        rows.append((f"est. latency {chip} (ms)", f"{eb['latency_ms']:.2f}", f"{en['latency_ms']:.2f}"))
+    chip = next(iter(base.estimates))
+    rows.append((f"est. peak memory (MiB)", f"{base.estimates[chip]['peak_memory_mib']:.1f}",
+                 f"{new.estimates[chip]['peak_memory_mib']:.1f}"))
+    return _table(rows) + "\n  (estimates are analytic, not measured on a device; see ane_rewrite/estimate.py)"
+
+
+def run_analyze(args) -> int:
+    from .analysis import analyze, format_analysis
+
+    result = analyze(args.path, tuple(args.chip) if args.chip else None)
+    if args.json:
+        print(result.to_json())
+    else:
+        print(f"ane-rewrite analyze {args.path}\n")
+        print(format_analysis(result, max_per_rule=args.show))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,9 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     opt.add_argument("--seq-len", type=int, default=128, help="sequence length for text models (128)")
     opt.add_argument("--batch", type=int, default=1, help="batch size (1)")
     opt.add_argument("--out", help="output directory (ane_rewrite_out/<source>)")
+    ana = sub.add_parser("analyze", help="static ANE readiness report of a saved Core ML model")
+    ana.add_argument("path", help="a .mlpackage (ML Program)")
+    ana.add_argument("--json", action="store_true", help="print one JSON object (findings, metrics, estimates)")
+    ana.add_argument("--chip", action="append", help="chip profile(s) to estimate (default: all)")
+    ana.add_argument("--show", type=int, default=3, help="findings shown per rule in the text report (3)")
     args = parser.parse_args(argv)
     try:
-        return run_optimize(args)
+        return run_analyze(args) if args.command == "analyze" else run_optimize(args)
     except AneRewriteError as exc:
         print(f"ane-rewrite: error: {exc}", file=sys.stderr)
         return 2

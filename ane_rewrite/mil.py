@@ -5,7 +5,7 @@ Read from the saved model's protobuf (works on Linux, without loading the model)
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 RESHAPE_FAMILY = ("reshape", "expand_dims", "squeeze", "reshape_like")
 
@@ -26,6 +26,8 @@ class MilOp:
     type: str
     inputs: tuple[str, ...]
     outputs: tuple[MilValue, ...]
+    params: dict = field(default_factory=dict, compare=False, hash=False)  # parameter → its argument names
+    value: tuple | None = None  # a const's value when stored inline (small consts); None in the weight file
 
     @property
     def name(self) -> str:
@@ -40,23 +42,44 @@ def _value(named) -> MilValue:
     return MilValue(named.name, MIL_pb2.DataType.Name(tt.dataType), dims)
 
 
+def _immediate(op) -> tuple | None:
+    val = op.attributes.get("val") if op.type == "const" else None
+    if val is None or val.WhichOneof("value") != "immediateValue":
+        return None
+    tensor = val.immediateValue.tensor
+    kind = tensor.WhichOneof("value")
+    return tuple(getattr(tensor, kind).values) if kind else None
+
+
 def _walk(block, out: list[MilOp]) -> None:
     for op in block.operations:
-        inputs = tuple(a.name for arg in op.inputs.values() for a in arg.arguments if a.name)
-        out.append(MilOp(op.type, inputs, tuple(_value(o) for o in op.outputs)))
+        params = {k: tuple(a.name for a in v.arguments if a.name) for k, v in op.inputs.items()}
+        inputs = tuple(name for names in params.values() for name in names)
+        out.append(MilOp(op.type, inputs, tuple(_value(o) for o in op.outputs), params, _immediate(op)))
         for inner in op.blocks:
             _walk(inner, out)
+
+
+def load_spec(model):
+    """The spec of an MLModel, a spec, or the path of a saved .mlpackage / .mlmodel."""
+    if isinstance(model, str) or hasattr(model, "__fspath__"):
+        import coremltools as ct
+
+        model = ct.models.MLModel(str(model), skip_model_load=True)
+    return model.get_spec() if hasattr(model, "get_spec") else model
+
+
+def program_inputs(model) -> list[MilValue]:
+    """The ``main`` function's inputs (a dimension of -1 is flexible)."""
+    spec = load_spec(model)
+    return [_value(v) for v in spec.mlProgram.functions["main"].inputs]
 
 
 def program_ops(model) -> list[MilOp]:
     """Every op of the ``main`` function (nested blocks included), in program order.
 
     ``model``: an MLModel, its spec, or the path of a saved .mlpackage."""
-    if isinstance(model, str) or hasattr(model, "__fspath__"):
-        import coremltools as ct
-
-        model = ct.models.MLModel(str(model), skip_model_load=True)
-    spec = model.get_spec() if hasattr(model, "get_spec") else model
+    spec = load_spec(model)
     fn = spec.mlProgram.functions["main"]
     ops: list[MilOp] = []
     _walk(fn.block_specializations[fn.opset], ops)

@@ -1,4 +1,5 @@
 """The command line: `ane-rewrite optimize` end to end, and its errors."""
+import json
 import re
 import shutil
 import subprocess
@@ -45,3 +46,18 @@ def test_readme_main_command_runs_on_the_default_model(tmp_path):
     assert _row(proc.stdout, "conv (4-D)") == ("0", "38")
     assert _row(proc.stdout, "softmax") == ("6", "72")
     assert (tmp_path / "ane_rewrite_out" / "hf_DistilBertForSequenceClassification" / "rewritten.mlpackage").is_dir()
+    # the analysis side by side: acceptance 1 and 2 of the analyzer on the realistic size
+    assert _row(proc.stdout, "channels_last_linear [slow]") == ("36", "0")  # + 2 rank-2 head linears
+    assert _row(proc.stdout, "batched_attention [slow]") == ("12", "0")
+    assert _row(proc.stdout, "softmax_axis [slow]") == ("6", "0")
+    assert _row(proc.stdout, "gather [off_ane]") == ("2", "1")  # the word-embedding lookup remains
+    base_ms, new_ms = (float(v) for v in _row(proc.stdout, "est. latency A15 (ms)"))
+    assert abs(base_ms - 9.89) < 0.5 and abs(new_ms - 3.48) < 0.2  # the calibration point
+    rewritten = tmp_path / "ane_rewrite_out" / "hf_DistilBertForSequenceClassification" / "rewritten.mlpackage"
+    proc = subprocess.run(cmd + ["analyze", str(rewritten), "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert {f["rule"] for f in report["findings"]} <= {"gather", "dim_above_16384", "layout_copy"}
+    embedding = [f for f in report["findings"] if f["rule"] == "gather"]
+    assert len(embedding) == 1 and "embedding lookup" in embedding[0]["reason"]
+    assert set(report["estimates"]) == {"A14", "A15", "A16", "M1", "M4"}

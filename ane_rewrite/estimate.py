@@ -1,0 +1,173 @@
+"""An analytic estimate of ANE latency and peak memory from the MIL program. An estimate, not
+a measurement: nothing here ran on a device.
+
+    latency = DISPATCH_US + Σ_ops t(op)
+    t(op on the ANE)  = op_overhead_us + max(flops / (rate · efficiency), activation bytes / bw
+                                             + weight bytes / dram)
+    t(op off the ANE) = SWITCH_US + flops / cpu rate + bytes / dram
+    bw = the on-chip rate when the op's activations (last axis padded to 64 bytes) fit the cache,
+         else the DRAM rate; efficiency = channels_last_efficiency for a projection or product
+         on a channels-last (B, S, C) layout (rule ``channels_last_linear``), else 1.
+
+Peak memory = weights + the largest sum of live activations (padded) along the program order.
+
+Every number is in this file. Priors come from ../shared/ANE_NOTES.md and public specs; the
+two parameters in FITTED were solved so that the estimate reproduces Apple's DistilBERT
+figures at seq 128, batch 1 on iPhone 13 Pro Max (A15): 9.89 ms for the model as is and
+3.48 ms for the ANE-optimised form (our rewritten export stands in for Apple's hand port: same
+op mix). ``benchmarks/calibrate.py`` reruns the fit and reports the seq 512, batch 8 point,
+which was not fitted.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from .mil import MilOp
+from .placement import Program, nbytes
+
+
+@dataclass(frozen=True)
+class ChipProfile:
+    name: str
+    ane_tflops: float   # fp16 rate the ANE sustains (measured, or scaled from M1 by marketed TOPS)
+    dram_gbps: float    # DRAM bandwidth (public spec)
+    cache_mib: float = 4.0      # on-chip buffer for activations (M1 figure, assumed for all)
+    onchip_gbps: float = 400.0  # activation bandwidth inside that buffer (assumed)
+    cpu_gflops: float = 100.0   # what an op falling back to the CPU gets (assumed)
+
+
+# ANE_NOTES.md: measured fp16 GEMM M1 ≈ 3–4 TF/s, M4 ≈ 5; marketed A14/M1 11 TOPS, A15 15.8,
+# A16 17. A14 and A15/A16 rates are M1's 3.5 scaled by marketed TOPS. DRAM: LPDDR4X-4266 × 64 bit
+# (A14, A15), LPDDR5-6400 × 64 (A16), × 128 (M1, LPDDR4X), × 128 LPDDR5X-7500 (M4).
+PROFILES: dict[str, ChipProfile] = {p.name: p for p in (
+    ChipProfile("A14", 3.5, 34.1),
+    ChipProfile("A15", 5.0, 34.1),
+    ChipProfile("A16", 5.4, 51.2),
+    ChipProfile("M1", 3.5, 68.3),
+    ChipProfile("M4", 5.0, 120.0, cpu_gflops=200.0),
+)}
+CALIBRATION_PROFILE = "A15"  # iPhone 13 Pro Max, where Apple measured DistilBERT
+
+DISPATCH_US = 90.0        # per prediction (ANE_NOTES.md: 70–110 µs)
+SWITCH_US = 20.0          # per op off the ANE: a transfer each way (assumed)
+FITTED = {  # solved by benchmarks/calibrate.py (see the module docstring)
+    "op_overhead_us": 1.45,             # fixed cost per op on the ANE
+    "channels_last_efficiency": 0.2342,  # fraction of the ANE rate a (B, S, C) projection gets
+}
+
+SHAPE_OPS = ("const", "shape", "cast")
+
+
+def flops(op: MilOp, prog: Program) -> float:
+    """Multiply-adds count twice; other ops one flop per output element."""
+    out = op.outputs[0] if op.outputs else None
+    if out is None or any(d < 0 for d in out.shape):
+        return 0.0
+    n = math.prod(out.shape)
+    if op.type == "conv":
+        w = prog.arg(op, "weight")
+        return 2.0 * n * math.prod(w.shape[1:]) if w else n
+    if op.type == "linear":
+        w = prog.arg(op, "weight")
+        return 2.0 * n * w.shape[-1] if w else n
+    if op.type == "matmul":
+        x, y = prog.arg(op, "x"), prog.arg(op, "y")
+        transpose_x = bool(prog.const(op, "transpose_x"))
+        k = x.shape[-2] if transpose_x else x.shape[-1]
+        return 2.0 * n * k if x and y else n
+    if op.type == "einsum":
+        eq = prog.const(op, "equation")
+        values = [prog.values.get(i) for i in op.params.get("values", ())]
+        if isinstance(eq, str) and all(values):
+            sizes = {}
+            for term, v in zip(eq.split("->")[0].split(","), values):
+                sizes.update(zip(term, v.shape))
+            return 2.0 * math.prod(sizes.values())
+        return n
+    return float(n)
+
+
+def _activations(op: MilOp, prog: Program) -> tuple[int, int]:
+    """(activation bytes padded, weight bytes) an op reads and writes."""
+    act = sum(nbytes(o, padded=True) for o in op.outputs)
+    weights = 0
+    if op.type in ("gather", "gather_nd", "gather_along_axis"):  # reads the rows it returns
+        return act + sum(nbytes(o) for o in op.outputs), 0
+    for name in op.inputs:
+        v = prog.values.get(name)
+        if v is None:
+            continue
+        if prog.is_const(name):
+            weights += nbytes(v) if v.rank >= 1 and math.prod(v.shape) > 64 else 0
+        else:
+            act += nbytes(v, padded=True)
+    return act, weights
+
+
+def op_time_us(op: MilOp, prog: Program, chip: ChipProfile, off_ane: bool, channels_last: bool,
+               fitted: dict = FITTED) -> float:
+    act, weights = _activations(op, prog)
+    work = flops(op, prog)
+    if off_ane:
+        return SWITCH_US + work / (chip.cpu_gflops * 1e3) + (act + weights) / (chip.dram_gbps * 1e3)
+    fits = act <= chip.cache_mib * 2**20
+    bw = chip.onchip_gbps if fits else chip.dram_gbps
+    rate = chip.ane_tflops * 1e6 * (fitted["channels_last_efficiency"] if channels_last else 1.0)
+    return fitted["op_overhead_us"] + max(work / rate, act / (bw * 1e3) + weights / (chip.dram_gbps * 1e3))
+
+
+def peak_activation_bytes(prog: Program) -> tuple[int, int]:
+    """(the largest sum of live activation bytes, padded; the op index where it occurs):
+    a value lives from its producer to its last reader (program outputs to the end)."""
+    last_use: dict[str, int] = {}
+    for i, op in enumerate(prog.ops):
+        for name in op.inputs:
+            last_use[name] = i
+    live, peak, at = 0, 0, 0
+    ends: dict[int, int] = {}
+    for i, op in enumerate(prog.ops):
+        if op.type not in SHAPE_OPS:
+            for o in op.outputs:
+                size = nbytes(o, padded=True)
+                live += size
+                end = last_use.get(o.name, len(prog.ops))
+                ends[end] = ends.get(end, 0) + size
+        if live > peak:
+            peak, at = live, i
+        live -= ends.pop(i, 0)
+    return peak, at
+
+
+@dataclass
+class Estimate:
+    chip: str
+    latency_ms: float
+    ane_ms: float
+    off_ane_ms: float
+    off_ane_ops: int
+    peak_memory_mib: float
+    peak_activation_mib: float
+    weights_mib: float
+
+    def as_dict(self) -> dict:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def estimate(prog: Program, off_ane: set[str], channels_last: set[str], chip: ChipProfile,
+             fitted: dict = FITTED) -> Estimate:
+    """``off_ane``/``channels_last``: names of the ops the placement rules flagged so;
+    ``fitted``: the fitted parameters (``FITTED``; the calibration passes trial values)."""
+    ane = cpu = 0.0
+    for op in prog.ops:
+        if op.type.startswith("const"):
+            continue
+        t = op_time_us(op, prog, chip, op.name in off_ane, op.name in channels_last, fitted)
+        if op.name in off_ane:
+            cpu += t
+        else:
+            ane += t
+    weights = sum(nbytes(o) for op in prog.ops if op.type.startswith("const") for o in op.outputs)
+    peak, _ = peak_activation_bytes(prog)
+    return Estimate(chip.name, (DISPATCH_US + ane + cpu) / 1e3, ane / 1e3, cpu / 1e3, len(off_ane),
+                    (weights + peak) / 2**20, peak / 2**20, weights / 2**20)
