@@ -53,10 +53,10 @@ def run_optimize(args) -> int:
     t = _step(3, n, "verifying equivalence (PyTorch, 3 draws)")
     report = verify(model, rewritten, example)
     t = _step(4, n, "exporting the baseline with coremltools")
-    base_ml = export(model, example, out_dir / "baseline.mlpackage")
+    base_ml = export(model, example, out_dir / "baseline.mlpackage", progress=False)
     t_base = time.perf_counter() - t
     t = _step(5, n, "exporting the rewritten model with coremltools")
-    new_ml = export(rewritten, example, out_dir / "rewritten.mlpackage")
+    new_ml = export(rewritten, example, out_dir / "rewritten.mlpackage", progress=False)
     t_new = time.perf_counter() - t
 
     base, new = mil.summary(mil.program_ops(base_ml)), mil.summary(mil.program_ops(new_ml))

@@ -90,6 +90,11 @@ def infer_val(gm: GraphModule, target, args: tuple, kwargs: dict):
         return target(*fargs, **fkwargs)
 
 
+def readers(node: Node) -> list[Node]:
+    """The users of a node, less the metadata asserts a capture hangs on values."""
+    return [u for u in node.users if u.target is not aten._assert_tensor_metadata.default]
+
+
 def op_counts(gm: GraphModule) -> dict[str, int]:
     """How many times each ATen op is called in the graph, by overload packet name."""
     counts: dict[str, int] = {}

@@ -197,9 +197,10 @@ def _channels_last_linear(op, prog):
         w = prog.arg(op, "y")
         if w is None or not prog.is_const(w.name):
             return None
-    if x is None or x.rank < 3:
-        return None
-    return (f"{op.type} on {list(x.shape)}: channels last (B, S, C); a 1×1 conv on (B, C, 1, S) "
+    if x is None or x.rank < 2 or (x.rank == 2 and x.shape[0] <= 1):
+        return None  # a single vector (B = 1 classifier head) has no layout to get wrong
+    form = "(B, S, C)" if x.rank >= 3 else "(B·S, C), tokens flattened,"
+    return (f"{op.type} on {list(x.shape)}: channels last {form}; a 1×1 conv on (B, C, 1, S) "
             "is what the ANE runs natively")
 
 
@@ -255,7 +256,7 @@ RULES: tuple[PlacementRule, ...] = (
                   "one large intermediate for all heads: spills out of the on-chip cache",
                   f"{PRINCIPLE}, 2 (chunk large intermediates)", _batched_attention),
     PlacementRule("channels_last_linear", ("linear", "matmul"), "slow",
-                  "a projection on (B, S, C) instead of a 1×1 conv on (B, C, 1, S)",
+                  "a projection on channels-last tokens instead of a 1×1 conv on (B, C, 1, S)",
                   f"{PRINCIPLE}, 1 (data format)", _channels_last_linear),
     PlacementRule("layout_copy", ("transpose",) + RESHAPE_FAMILY, "slow",
                   "a memory copy (it touches the last axis)", f"{PRINCIPLE}, 3 (minimise memory copies)",

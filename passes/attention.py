@@ -26,7 +26,7 @@ from dataclasses import replace
 
 from torch.fx import Node
 
-from ane_rewrite.graph import VIEWS, arg, aten, is_op, shape
+from ane_rewrite.graph import VIEWS, arg, aten, is_op, readers, shape
 from ane_rewrite.rules import MatchResult, Pass, Rule
 
 from ._heads import head_channels, source_of
@@ -119,11 +119,6 @@ def _rewrite_sdpa(rw, node: Node, m: dict) -> Node:
     return rw.call(aten.permute.default, out_BHdQ, [0, 1, 3, 2])            # (B, H, Q, d)
 
 
-def _readers(node: Node) -> list[Node]:
-    """The users of a node, less the metadata asserts a capture hangs on values."""
-    return [u for u in node.users if u.target is not aten._assert_tensor_metadata.default]
-
-
 def _scalar(node: Node):
     """node = x · c or x / c for a Python number c → (x, factor), else None."""
     if is_op(node, aten.mul.Tensor) and isinstance(node.args[1], (int, float)):
@@ -141,7 +136,7 @@ def _peel_logits(x: Node):
     added inside a scale is scaled with the logits); None if x is not of that form."""
     scale, masks = 1.0, []
     for _ in range(4):
-        if is_op(x, aten.matmul, aten.bmm) and len(_readers(x)) == 1:
+        if is_op(x, aten.matmul, aten.bmm) and len(readers(x)) == 1:
             return x, scale, masks
         peeled = _scalar(x)
         if peeled is not None:  # outer to the masks found so far: it scales the logits only
@@ -193,7 +188,7 @@ def _heads_of(q: Node, k_t: Node, v: Node, split: tuple[int, int] | None):
 
 def _match_eager(node: Node) -> MatchResult:
     weights, v = node.args[:2]
-    if not (is_op(weights, aten.softmax, aten._softmax) and len(_readers(weights)) == 1):
+    if not (is_op(weights, aten.softmax, aten._softmax) and len(readers(weights)) == 1):
         return MatchResult.skip()
     r = len(shape(weights) or ())
     if r not in (3, 4) or weights.args[1] not in (-1, r - 1):
@@ -260,7 +255,7 @@ def _groups(outer: tuple, inner: tuple) -> list[list[int]] | None:
 
 def _match_regrouped_add(node: Node) -> MatchResult:
     inner_add = node.args[0]
-    if not (is_op(inner_add, aten.add.Tensor) and len(_readers(inner_add)) == 1 and not inner_add.kwargs):
+    if not (is_op(inner_add, aten.add.Tensor) and len(readers(inner_add)) == 1 and not inner_add.kwargs):
         return MatchResult.skip()
     split, mask = inner_add.args
     if not (is_op(split, *VIEWS) and isinstance(mask, Node)):

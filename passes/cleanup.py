@@ -100,7 +100,9 @@ def _existing(rw, node, m):
 
 
 def _refold_view(rw, node: Node, m: dict) -> Node:
-    return rw.call(node.target, m["x"], *node.args[1:], **node.kwargs)
+    """A reshape: x may not be viewable as the outer shape (the inner op was a reshape of a
+    non-contiguous tensor, or a transpose was folded below it)."""
+    return rw.call(aten.reshape.default, m["x"], *node.args[1:], **node.kwargs)
 
 
 def _cse_key(node: Node):
@@ -137,7 +139,7 @@ cancel_unsqueeze_squeeze = Rule("cancel_unsqueeze_squeeze", (aten.unsqueeze,), _
 cancel_squeeze_unsqueeze = Rule("cancel_squeeze_unsqueeze", (aten.squeeze,), _match_squeeze_unsqueeze,
                                 _existing, "squeeze(unsqueeze(x, d), d) → x")
 fold_view_chain = Rule("fold_view_chain", VIEWS, _match_view_chain, _refold_view,
-                       "view(view(x, s1), s2) → view(x, s2)")
+                       "view(view(x, s1), s2) → reshape(x, s2)")
 drop_noop_view = Rule("drop_noop_view", VIEWS, _match_noop_view, _existing, "view(x, shape(x)) → x")
 drop_noop_slice = Rule("drop_noop_slice", (aten.slice.Tensor,), _match_noop_slice, _existing,
                        "slice(x, d, 0, ≥ size, 1) → x")

@@ -2,13 +2,16 @@
 
 Glossary: B batch, S sequence, C channels, H/W spatial, O/I out/in channels.
 
-Conversions (weights are viewed in the graph; parameters keep their names and shapes):
+Conversions (weights are viewed in the graph; parameters keep their names and shapes; a weight
+another op also reads — an LM head tied to the embedding table — is used as it is, in a matmul
+on the channels-first layout, so the export holds one copy of it):
 
     linear(x_BSC, W, b)                     → from(conv2d(x_BC1S, W.view(O, I, 1, 1), b))
     linear(x_BC, W, b)                      → from(conv2d(x_BC11, W.view(O, I, 1, 1), b))
     linear(x_BHWC, W, b)                    → from(conv2d(x_BCHW, W.view(O, I, 1, 1), b))
     view(addmm(b, view(x_BSC, [B·S, I]), W_IO), [B, S, O])
                                             → from(conv2d(x_BC1S, W_IO.T.view(O, I, 1, 1), b))
+        (x may also be (B, S, h, d) with h·d = I: a head merge folded into the flattening)
     addmm(b, x_BC, W_IO)                    → from(conv2d(x_BC11, W_IO.T.view(O, I, 1, 1), b))
 
 where x_BC1S = to(x_BSC) and ``from`` is its inverse (see ``passes/_layouts.py``).
@@ -33,7 +36,7 @@ import math
 
 from torch.fx import Node
 
-from ane_rewrite.graph import VIEWS, arg, aten, is_op, normalize_dim, rank, shape
+from ane_rewrite.graph import VIEWS, arg, aten, is_op, normalize_dim, rank, readers, shape
 from ane_rewrite.rules import MatchResult, Pass, Rule
 
 from .cleanup import CANONICAL_RULES
@@ -58,8 +61,24 @@ def _match_linear(node: Node) -> MatchResult:
     return MatchResult.ok(x=x, w=w, b=arg(node, 2, "bias"))
 
 
+def _shared_weight_product(rw, x_CF: Node, w_OI: Node, bias) -> Node:
+    """W·x on the channels-first layout with the 2-D weight itself: (B, I, …) → (B, O, …).
+    For a weight another op also reads (an LM head tied to the embedding table): its 4-D view
+    would be a second copy of the table in the exported model."""
+    b, i, *spatial = shape(x_CF)
+    o = shape(w_OI)[0]
+    y = rw.call(aten.matmul.default, w_OI, rw.call(aten.reshape.default, x_CF, [b, i, math.prod(spatial)]))
+    if bias is not None:
+        y = rw.call(aten.add.Tensor, y, rw.call(aten.reshape.default, bias, [o, 1]))
+    return rw.call(aten.reshape.default, y, [b, o, *spatial])
+
+
 def _rewrite_linear(rw, node: Node, m: dict) -> Node:
-    y = _conv(rw, emit_to(rw, m["x"]), m["w"], m["b"])
+    x_CF = emit_to(rw, m["x"])
+    if len(readers(m["w"])) > 1:
+        y = _shared_weight_product(rw, x_CF, m["w"], m["b"])
+    else:
+        y = _conv(rw, x_CF, m["w"], m["b"])
     return emit_from(rw, y, rank(m["x"]))
 
 
@@ -80,12 +99,18 @@ def _addmm_parts(mm: Node) -> MatchResult:
     return MatchResult.ok(bias=bias, x2=x2, w=w_IO)
 
 
-def _flattened_source(x2: Node) -> Node | None:
-    """x2 = view(x, [prod(leading), C]) for x of rank 3 or 4 → x."""
+def _flattened_source(x2: Node, lead: tuple | None = None) -> Node | None:
+    """x2 = view(x, [prod(lead), I]) where x is (*lead, I) — or (*lead, a, b, …) with
+    a·b·… = I, as after a head merge folded into the flattening — for 2 or 3 leading axes
+    (``lead``: the leading axes the output view restores; by default x's own) → x."""
     if not is_op(x2, *VIEWS):
         return None
     x = x2.args[0]
-    if rank(x) not in (3, 4) or shape(x2)[-1] != shape(x)[-1]:
+    x_shape, features = shape(x), shape(x2)[-1]
+    if x_shape is None or len(x_shape) < 3:
+        return None
+    lead = tuple(x_shape[:-1]) if lead is None else tuple(lead)
+    if len(lead) not in (2, 3) or tuple(x_shape[:len(lead)]) != lead or math.prod(x_shape[len(lead):]) != features:
         return None
     return x
 
@@ -95,19 +120,23 @@ def _match_addmm_flattened(node: Node) -> MatchResult:
     if not m.matched:
         return m
     mm = node.args[0]
-    x = _flattened_source(m.bindings["x2"])
+    out_features = shape(m.bindings["w"])[1]
+    if shape(node) is None or shape(node)[-1] != out_features:
+        return MatchResult.skip()
+    x = _flattened_source(m.bindings["x2"], shape(node)[:-1])
     if x is None:
+        if _flattened_source(m.bindings["x2"]) is not None:
+            return MatchResult.fail(f"output view {shape(node)} does not restore the input's leading axes")
         return MatchResult.skip()
     if len(mm.users) != 1:
         return MatchResult.fail("the flattened addmm has several users; converting each would duplicate the conv")
-    out_features = shape(m.bindings["w"])[1]
-    if shape(node) != shape(x)[:-1] + (out_features,):
-        return MatchResult.fail(f"output view {shape(node)} does not restore the input's leading axes")
     return MatchResult.ok(x=x, **m.bindings)
 
 
 def _rewrite_addmm(rw, node: Node, m: dict) -> Node:
     src = m.get("x", m["x2"])
+    if "x" in m and shape(src)[:-1] != shape(node)[:-1]:  # (B, S, H, d) → (B, S, H·d)
+        src = rw.call(aten.reshape.default, src, [*shape(node)[:-1], shape(m["x2"])[-1]])
     w_OI = rw.call(aten.permute.default, m["w"], [1, 0])
     y = _conv(rw, emit_to(rw, src), w_OI, m["bias"])
     return emit_from(rw, y, rank(src))
@@ -122,9 +151,8 @@ def _match_addmm_2d(node: Node) -> MatchResult:
     m = _addmm_parts(node)
     if not m.matched:
         return m
-    x2 = m.bindings["x2"]
     users = list(node.users)
-    if _flattened_source(x2) is not None and len(users) == 1 and _match_addmm_flattened(users[0]).matched:
+    if len(users) == 1 and _match_addmm_flattened(users[0]).matched:
         return MatchResult.skip()  # addmm_flattened_to_conv owns it
     return MatchResult.ok(**m.bindings)
 

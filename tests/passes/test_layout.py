@@ -6,6 +6,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
+from passes import default_pipeline
 from passes.layout import layout
 from tests.helpers import captured, count, outputs
 from tests.zoo import MlpBlock
@@ -98,7 +99,55 @@ def test_addmm_with_transposed_weight_becomes_conv():
     assert result.counts["addmm_flattened_to_conv"] == 2
     assert count(gm, "addmm") == 0 and count(gm, "conv2d") == 2
     _close(gm, module, example)
-    # rank-2 addmm
+
+
+def test_addmm_after_a_head_merge_is_a_BC1S_conv():
+    """GPT-2's attention output: merge heads (B, S, H, d) → view(B·S, H·d) → addmm → (B, S, O).
+    The flattening view folds with the merge; the conv must still run on (B, C, 1, S), not on
+    (B·S, C, 1, 1) (tokens as batch, a last axis of 1: 32× padding on the ANE)."""
+    class Merge(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(16, 24) * 0.1)
+            self.bias = nn.Parameter(torch.randn(24))
+
+        def forward(self, x_BHSd):
+            x_BSHd = x_BHSd.transpose(1, 2)
+            merged = x_BSHd.reshape(*x_BSHd.shape[:2], 16)
+            out = torch.addmm(self.bias, merged.view(-1, 16), self.weight)
+            return out.view(*x_BSHd.shape[:2], 24)
+
+    module, example = Merge().eval(), (torch.randn(2, 4, 5, 4),)
+    gm = captured(module, example)
+    default_pipeline()(gm)
+    convs = [n for n in gm.graph.nodes if n.target == torch.ops.aten.conv2d.default]
+    assert len(convs) == 1 and tuple(convs[0].meta["val"].shape) == (2, 24, 1, 5)
+    _close(gm, module, example)
+
+
+def test_tied_weight_is_read_as_it_is():
+    """A linear whose weight another op also reads (an LM head tied to the embedding) becomes a
+    matmul with the 2-D weight on the channels-first layout: its 4-D view would be a second
+    copy of the table in the export."""
+    class TiedLM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(50, 16)
+            self.fc = nn.Linear(16, 16)
+
+        def forward(self, ids):
+            h = torch.tanh(self.fc(self.emb(ids)))
+            return torch.nn.functional.linear(h, self.emb.weight)
+
+    module, example = TiedLM().eval(), (torch.randint(0, 50, (2, 7)),)
+    gm, result = _run(module, example)
+    assert result.counts["linear_to_conv"] == 2 and count(gm, "linear") == 0
+    assert count(gm, "conv2d") == 1 and count(gm, "matmul") == 1
+    weight_views = [n for n in gm.graph.nodes if n.target == torch.ops.aten.view.default
+                    and n.args[0].op == "get_attr" and n.args[0].target == "emb.weight"]
+    assert weight_views == []
+    _close(gm, module, example)
+
 
 def test_rank2_addmm_becomes_BC11_conv():
     class Head(nn.Module):

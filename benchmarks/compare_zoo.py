@@ -1,0 +1,225 @@
+"""Baseline vs rewritten over a zoo of models: optimize and export times, the analyzer's metrics
+and estimates for both exports, and PyTorch CPU latency of both.
+
+    python benchmarks/compare_zoo.py [--models NAME ...] [--out benchmarks/results] [--runs 5]
+
+Random weights from configs (nothing downloaded). Writes ``results.json``, ``results.md`` (a
+Markdown table with a headline) and PNG plots (estimated ANE latency and PyTorch CPU latency,
+baseline next to rewritten per model). A model that fails is recorded with its error, not
+skipped silently. Latencies marked "est." are the analyzer's analytic estimates
+(ane_rewrite/estimate.py), not device measurements; CPU latencies are measured on this machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+CHIP = "A15"
+
+
+def _hf(cls_name: str, seq: int, **config):
+    def build():
+        import transformers
+
+        cls = getattr(transformers, cls_name)
+        cfg = cls.config_class(**config)
+        if cls_name.endswith("ForSequenceClassification"):
+            cfg.num_labels = 2
+        return cls(cfg).eval()
+    return {"family": "transformers", "build": build, "seq": seq}
+
+
+def _timm(name: str, **kwargs):
+    def build():
+        import timm
+
+        return timm.create_model(name, pretrained=False, **kwargs).eval()
+    return {"family": "timm", "build": build, "seq": None}
+
+
+ZOO = {
+    "distilbert-base": _hf("DistilBertForSequenceClassification", 128),
+    "bert-base": _hf("BertForSequenceClassification", 128),
+    "bert-mini": _hf("BertForSequenceClassification", 128, num_hidden_layers=4, hidden_size=256,
+                     num_attention_heads=4, intermediate_size=1024),
+    "roberta-base": _hf("RobertaForSequenceClassification", 128),
+    "distilgpt2": _hf("GPT2LMHeadModel", 128, n_layer=6),
+    "clip-text-base": _hf("CLIPTextModel", 77),
+    "vit-tiny": _timm("vit_tiny_patch16_224"),
+    "vit-base": _timm("vit_base_patch16_224"),
+    "deit-tiny": _timm("deit_tiny_patch16_224"),
+    "swin-tiny": _timm("swin_tiny_patch4_window7_224"),
+    "convnext-atto": _timm("convnext_atto"),
+    "convnext-tiny": _timm("convnext_tiny"),
+    "maxvit-pico": _timm("maxvit_pico_rw_256"),
+    "efficientformer-l1": _timm("efficientformer_l1"),
+    "mobilevit-xxs": _timm("mobilevit_xxs"),
+}
+
+
+def cpu_latency_ms(model, example, runs: int) -> float:
+    import torch
+
+    def call():
+        return model(**example) if isinstance(example, dict) else model(*example)
+
+    with torch.inference_mode():
+        for _ in range(2):
+            call()
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def _side(a) -> dict:
+    m = a.metrics
+    return {"ops": m["ops"], "transpose": m["copies"]["transpose"], "reshape_family": m["copies"]["reshape_family"],
+            "linear": m["op_mix"].get("linear", 0), "findings": dict(a.by_rule()),
+            "largest_tensor_mib": round(m["largest_tensor"]["bytes"] / 2**20, 3),
+            "activation_mib_padded": round(m["activation_bytes_padded"] / 2**20, 2),
+            "estimates": a.estimates}
+
+
+def run_one(name: str, spec: dict, workdir: Path, runs: int) -> dict:
+    import torch
+
+    import ane_rewrite
+    from ane_rewrite import models
+
+    torch.manual_seed(0)
+    model = spec["build"]()
+    example = models.example_inputs(model, seq_len=spec["seq"] or 128)
+    row = {"model": name, "family": spec["family"],
+           "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2)}
+    t = time.perf_counter()
+    fast = ane_rewrite.optimize(model, example)
+    row["optimize_s"] = round(time.perf_counter() - t, 2)
+    counts = fast.ane_report.counts()
+    row["attention_lowered"] = counts.get("attention", {}).get("sdpa_per_head", 0)
+    row["declined"] = sum(len(r.declined) for r in fast.ane_report.results)
+    report = ane_rewrite.verify(model, fast, example, draws=1)
+    row["psnr_db"], row["equivalent"] = round(report.psnr, 1), report.ok
+    for side, m in (("baseline", model), ("rewritten", fast)):
+        t = time.perf_counter()
+        ml = ane_rewrite.export(m, example, workdir / f"{name}_{side}.mlpackage", progress=False)
+        row[f"export_{side}_s"] = round(time.perf_counter() - t, 2)
+        row[side] = _side(ane_rewrite.analyze(ml))
+        row[side]["cpu_ms"] = round(cpu_latency_ms(m, example, runs), 2)
+    b, r = row["baseline"]["estimates"][CHIP]["latency_ms"], row["rewritten"]["estimates"][CHIP]["latency_ms"]
+    row["est_speedup"] = round(b / r, 2)
+    return row
+
+
+def _fmt(rows: list[dict]) -> str:
+    ok = [r for r in rows if "error" not in r]
+    speedups = sorted(r["est_speedup"] for r in ok)
+    lines = []
+    if ok:
+        lines.append(f"**Headline** ({len(ok)}/{len(rows)} models rewritten, verified and exported): estimated "
+                     f"{CHIP} ANE latency, baseline ÷ rewritten: median {statistics.median(speedups):.2f}×, "
+                     f"range {speedups[0]:.2f}×–{speedups[-1]:.2f}×; `linear` ops left "
+                     f"{sum(r['rewritten']['linear'] for r in ok)} (baseline "
+                     f"{sum(r['baseline']['linear'] for r in ok)}); all equivalent: "
+                     f"{all(r['equivalent'] for r in ok)} (min PSNR {min(r['psnr_db'] for r in ok):.1f} dB). "
+                     "Estimates are analytic (ane_rewrite/estimate.py), not device measurements.\n")
+    head = ("| model | family | params (M) | PSNR dB | ops base → new | linear base → new | transposes base → new "
+            f"| est. {CHIP} ms base / new (×) | est. peak MiB base / new | CPU ms base / new "
+            "| optimize s | export s base / new |")
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['family']} | – | failed: {r['error'][:80]} |" + " |" * 8)
+            continue
+        b, n = r["baseline"], r["rewritten"]
+        eb, en = b["estimates"][CHIP], n["estimates"][CHIP]
+        lines.append(
+            f"| {r['model']} | {r['family']} | {r['params_m']} | {r['psnr_db']} | {b['ops']} → {n['ops']} "
+            f"| {b['linear']} → {n['linear']} | {b['transpose']} → {n['transpose']} "
+            f"| {eb['latency_ms']:.2f} / {en['latency_ms']:.2f} ({r['est_speedup']:.2f}×) "
+            f"| {eb['peak_memory_mib']:.0f} / {en['peak_memory_mib']:.0f} | {b['cpu_ms']:.1f} / {n['cpu_ms']:.1f} "
+            f"| {r['optimize_s']:.1f} | {r['export_baseline_s']:.1f} / {r['export_rewritten_s']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(rows: list[dict], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if "error" not in r]
+    names = [r["model"] for r in ok]
+    paths = []
+    for key, title, fname in (
+            ("est", f"Estimated ANE latency on {CHIP} (analytic estimate, not measured)", "ane_latency_estimate.png"),
+            ("cpu", "PyTorch CPU latency on this machine (measured)", "cpu_latency.png")):
+        base = [r["baseline"]["estimates"][CHIP]["latency_ms"] if key == "est" else r["baseline"]["cpu_ms"] for r in ok]
+        new = [r["rewritten"]["estimates"][CHIP]["latency_ms"] if key == "est" else r["rewritten"]["cpu_ms"] for r in ok]
+        fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(ok) + 2), 4.5))
+        xs = range(len(ok))
+        ax.bar([x - 0.2 for x in xs], base, 0.4, label="baseline (model as is)")
+        ax.bar([x + 0.2 for x in xs], new, 0.4, label="rewritten (ane_rewrite.optimize)")
+        ax.set_xticks(list(xs), names, rotation=40, ha="right")
+        ax.set_yscale("log")
+        ax.set_ylabel("ms (log scale)")
+        ax.set_title(title)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / fname, dpi=110)
+        plt.close(fig)
+        paths.append(out / fname)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", choices=list(ZOO), default=list(ZOO))
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--runs", type=int, default=5, help="timed CPU runs per model and side (median)")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    import logging
+
+    import torch
+    from tqdm import tqdm
+
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, start = [], time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ane_zoo_") as tmp:
+        bar = tqdm(args.models, desc="zoo", unit="model")
+        for name in bar:
+            bar.set_postfix_str(name)
+            try:
+                rows.append(run_one(name, ZOO[name], Path(tmp), args.runs))
+            except Exception as exc:  # noqa: BLE001 - recorded in the results, with the cause
+                rows.append({"model": name, "family": ZOO[name]["family"], "error": f"{type(exc).__name__}: {exc}",
+                             "traceback": traceback.format_exc()[-2000:]})
+    total = time.perf_counter() - start
+    meta = {"command": "python benchmarks/compare_zoo.py " + " ".join(argv or []), "total_s": round(total, 1),
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.python_version()}",
+            "torch": torch.__version__, "estimate_chip": CHIP,
+            "note": "est. = analytic estimate (ane_rewrite/estimate.py), not a device measurement"}
+    (out / "results.json").write_text(json.dumps({"meta": meta, "models": rows}, indent=2) + "\n")
+    (out / "results.md").write_text(f"# Zoo: baseline vs rewritten\n\n`{meta['command'].strip()}` "
+                                    f"({meta['machine']}; {total / 60:.1f} min)\n\n" + _fmt(rows))
+    plots = _plot(rows, out)
+    print(_fmt(rows))
+    print(f"wrote {out / 'results.json'}, {out / 'results.md'}, " + ", ".join(str(p) for p in plots)
+          + f" in {total / 60:.1f} min")
+    return 0 if all("error" not in r for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
