@@ -209,8 +209,21 @@ class Pass:
             new.meta["ane_origin"] = node.meta.get("ane_origin", node.name)
         node.replace_all_uses_with(new)
         if not node.users:
-            gm.graph.erase_node(node)
+            _erase_with_dead_inputs(gm, node)
         _relax_views(new)
+
+
+def _erase_with_dead_inputs(gm: GraphModule, node: Node) -> None:
+    """Erase a replaced node and the pure computations only it read, at once: the rules that
+    ask how many readers a value has must not count the dead ones."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n.users or getattr(n, "_erased", False):
+            continue
+        inputs = n.all_input_nodes
+        gm.graph.erase_node(n)
+        stack.extend(i for i in inputs if i.op == "call_function" and not i.is_impure())
 
 
 def _eliminate_dead_code(gm: GraphModule) -> None:

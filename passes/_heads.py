@@ -50,7 +50,7 @@ def _chain(node: Node) -> tuple[Node, list[Node]]:
     return node, chain
 
 
-def _replay(source: Node, chain: list[Node], index: torch.Tensor) -> torch.Tensor:
+def replay(source: Node, chain: list[Node], index: torch.Tensor) -> torch.Tensor:
     values = {source: index}
 
     def sub(a):
@@ -84,7 +84,7 @@ def head_channels(x: Node, tail: Callable[[torch.Tensor], torch.Tensor] | None =
     if first * c * last > MAX_INDEX_ELEMENTS:
         return None
     try:
-        idx = _replay(source, chain, torch.arange(first * c * last).view(y_shape))
+        idx = replay(source, chain, torch.arange(first * c * last).view(y_shape))
         if tail is not None:
             idx = tail(idx)
     except (RuntimeError, TypeError, KeyError, IndexError):

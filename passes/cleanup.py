@@ -4,9 +4,10 @@
     permute(x, identity)       → x
     unsqueeze(squeeze(y, d), d) → y                 when axis d of y has size 1
     squeeze(unsqueeze(x, d), d) → x
-    view(view(x, s₁), s₂)      → view(x, s₂)
+    view(view(x, s₁), s₂)      → reshape(x, s₂)
     view(x, shape(x))          → x
     slice(x, d, 0, ≥ size, 1)  → x
+    constant_pad_nd(x, [0, …]) → x                  (Swin pads to a window multiple, often by 0)
     clone(x)                   → x                  (used by ``windows``: a contiguity copy)
     f(a, b, …) twice           → once               pure ATen calls with equal arguments
 
@@ -95,6 +96,13 @@ def _match_clone(node: Node) -> MatchResult:
     return MatchResult.ok(x=node.args[0])
 
 
+def _match_noop_pad(node: Node) -> MatchResult:
+    pads = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
+    if not isinstance(pads, (list, tuple)) or any(p != 0 for p in pads):
+        return MatchResult.skip()
+    return MatchResult.ok(x=node.args[0])
+
+
 def _existing(rw, node, m):
     return m["x"]
 
@@ -143,12 +151,15 @@ fold_view_chain = Rule("fold_view_chain", VIEWS, _match_view_chain, _refold_view
 drop_noop_view = Rule("drop_noop_view", VIEWS, _match_noop_view, _existing, "view(x, shape(x)) → x")
 drop_noop_slice = Rule("drop_noop_slice", (aten.slice.Tensor,), _match_noop_slice, _existing,
                        "slice(x, d, 0, ≥ size, 1) → x")
+drop_noop_pad = Rule("drop_noop_pad", (aten.constant_pad_nd,), _match_noop_pad, _existing,
+                     "constant_pad_nd(x, [0, …, 0]) → x")
 drop_clone = Rule("drop_clone", (aten.clone,), _match_clone, _existing,
                   "clone(x) → x: a functional graph needs no copies; views after it become reshapes")
 dedupe = Rule("dedupe", None, _match_cse, _existing, "a pure call repeated with equal arguments → one call")
 
 # The canonical forms: shared with the passes whose rewrites leave such pairs behind.
 CANONICAL_RULES = (fold_permute_chain, drop_identity_permute, cancel_unsqueeze_squeeze,
-                   cancel_squeeze_unsqueeze, fold_view_chain, drop_noop_view, drop_noop_slice)
+                   cancel_squeeze_unsqueeze, fold_view_chain, drop_noop_view, drop_noop_slice,
+                   drop_noop_pad)
 
 cleanup = Pass("cleanup", [*CANONICAL_RULES, dedupe], __doc__)

@@ -23,9 +23,17 @@ Propagation (to a fixpoint, so consecutive linears share one layout region):
     g(from(a), from(b))                     → from(g(a, b))         g elementwise binary
     g(from(a), t)                           → from(g(a, to(t)))     t broadcastable, rank padded
     slice(from(y), d, ...)                  → from(slice(y, d', ...))
+    cat([from(a), from(b), …], d)           → from(cat([a, b, …], d'))   (a roll's two halves)
+    to(cat([a, b, …], d)), to(slice(x, d))  → cat([to(a), to(b), …], d'), slice(to(x), d')
     select(from(y_BC1S), 1, i)              → from(slice(y, 3, i, i + 1))   (B, C) out
     select(from(y_BCHW), 1, i)              → from(slice(y, 2, i, i + 1))   (B, W, C) out
     view(from(y_BC1S), [B, S, c1, …, ck])   → permute(reshape(y, [B, c1, …, ck, S]), [0, k+1, 1, …, k])
+    view(from(y_BCHW), [B, H·W, C])         → from(reshape(y, [B, C, 1, H·W]))   (pixels as a sequence)
+    view(from(y_BC1S), [B, H, W, C])        → from(reshape(y, [B, C, H, W]))     (and back)
+    to(moves(y))                            → reshape(block swaps(reshape(y, F)), shape)
+                                              (any views/permutes before a conversion, e.g. a
+                                              window partition of a channels-last map, done as
+                                              one movement of y when that takes fewer transposes)
     to(view(x_BSc1…ck, [B, S, C]))          → reshape(permute(x, [0, 2, …, k+1, 1]), [B, C, 1, S])
                                               (a head split or merge of the channel axis)
     view(x, shape(x)), slice(x, d, 0, ≥ size), permute chains → cleanup's rules, shared
@@ -34,13 +42,16 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch.fx import Node
 
 from ane_rewrite.graph import VIEWS, arg, aten, is_op, normalize_dim, rank, readers, shape
 from ane_rewrite.rules import MatchResult, Pass, Rule
 
 from .cleanup import CANONICAL_RULES
+from ._heads import MAX_INDEX_ELEMENTS, replay
 from ._layouts import AXIS_MAP, RANKS, emit_broadcast_to, emit_from, emit_to, match_from, match_to
+from ._movement import block_swaps, factorize, merged
 
 
 
@@ -244,6 +255,45 @@ def _rewrite_slice(rw, node: Node, m: dict) -> Node:
     return emit_from(rw, out, m["r"])
 
 
+def _match_cat(node: Node) -> MatchResult:
+    parts = node.args[0]
+    found = [match_from(p) if isinstance(p, Node) else None for p in parts]
+    if not found or any(f is None for f in found):
+        return MatchResult.skip()
+    ranks = {f[1] for f in found}
+    if len(ranks) != 1:
+        return MatchResult.fail("the concatenated tensors come from different channels-first forms")
+    r = ranks.pop()
+    dim = normalize_dim(arg(node, 1, "dim", 0), r)
+    return MatchResult.ok(ys=[f[0] for f in found], r=r, dim=AXIS_MAP[r][dim])
+
+
+def _rewrite_cat(rw, node: Node, m: dict) -> Node:
+    return emit_from(rw, rw.call(aten.cat.default, m["ys"], m["dim"]), m["r"])
+
+
+sink_cat = Rule("sink_cat", (aten.cat,), _match_cat, _rewrite_cat,
+                "cat([from(a), from(b), …], d) → from(cat([a, b, …], d'))")
+
+def _match_hoist(node: Node) -> MatchResult:
+    t = match_to(node)
+    if t is None or not is_op(t[0], aten.cat, aten.slice.Tensor) or len(readers(t[0])) != 1:
+        return MatchResult.skip()
+    x, r = t
+    dim = normalize_dim(arg(x, 1, "dim", 0), r)
+    return MatchResult.ok(x=x, r=r, dim=AXIS_MAP[r][dim])
+
+
+def _rewrite_hoist(rw, node: Node, m: dict) -> Node:
+    x = m["x"]
+    if is_op(x, aten.cat):
+        return rw.call(aten.cat.default, [emit_to(rw, p) for p in x.args[0]], m["dim"])
+    return rw.call(aten.slice.Tensor, emit_to(rw, x.args[0]), m["dim"], *x.args[2:])
+
+
+hoist_cat_slice = Rule("hoist_cat_slice", (aten.permute, aten.unsqueeze), _match_hoist, _rewrite_hoist,
+                       "to(cat([a, b, …], d)) → cat([to(a), to(b), …], d'); to(slice(x, d, …)) → slice(to(x), d', …)")
+
 sink_slice = Rule("sink_slice", (aten.slice.Tensor,), _match_slice, _rewrite_slice,
                   "slice(from(y), d, ...) → from(slice(y, d', ...))")
 
@@ -334,12 +384,86 @@ hoist_merge_view = Rule(
     "hoist_merge_view", (aten.permute, aten.unsqueeze), _match_merge_view, _rewrite_merge_view,
     "to(view(x, [B, S, c1·…·ck])) → reshape(permute(x, [0, c-axes…, S]), [B, C, 1, S])")
 
+def _match_spatial_view(node: Node) -> MatchResult:
+    f = match_from(node.args[0])
+    if f is None:
+        return MatchResult.skip()
+    y, r = f
+    x_shape, out = shape(node.args[0]), shape(node)
+    if r == 4 and len(out) == 3 and out == (x_shape[0], x_shape[1] * x_shape[2], x_shape[3]):
+        return MatchResult.ok(y=y, cf_shape=[out[0], out[2], 1, out[1]], r=3)      # (B, C, 1, H·W)
+    if r == 3 and len(out) == 4 and (out[0], out[3]) == (x_shape[0], x_shape[2]) \
+            and out[1] * out[2] == x_shape[1]:
+        return MatchResult.ok(y=y, cf_shape=[out[0], out[3], out[1], out[2]], r=4)  # (B, C, H, W)
+    return MatchResult.skip()
+
+
+def _rewrite_spatial_view(rw, node: Node, m: dict) -> Node:
+    return emit_from(rw, rw.call(aten.reshape.default, m["y"], m["cf_shape"]), m["r"])
+
+
+sink_spatial_view = Rule(
+    "sink_spatial_view", VIEWS, _match_spatial_view, _rewrite_spatial_view,
+    "view(from(y_BCHW), [B, H·W, C]) → from(reshape(y, [B, C, 1, H·W])); "
+    "view(from(y_BC1S), [B, H, W, C]) → from(reshape(y, [B, C, H, W]))")
+
+MOVES = (*VIEWS, aten.permute, aten.alias, aten.squeeze, aten.unsqueeze)
+
+
+def _movement_path(node: Node) -> tuple[Node, list[Node], int] | None:
+    """node = to(moves(y)): the nodes from node up to y's reader (node first), through every
+    view/permute/squeeze, and how many permutes of them go with node (those below the first
+    node something else also reads, and ``from`` conversions); None when node is no ``to``."""
+    if match_to(node) is None:
+        return None
+    path, cur, alive = [], node, False
+    dying = 0
+    while is_op(cur, *MOVES) and isinstance(cur.args[0], Node):
+        alive = alive or (cur is not node and len(readers(cur)) != 1)
+        # a shared ``from`` conversion counts: propagation moves its other readers too
+        dying += is_op(cur, aten.permute) and (not alive or match_from(cur) is not None)
+        path.append(cur)
+        cur = cur.args[0]
+    return cur, path, dying
+
+
+def _match_movement(node: Node) -> MatchResult:
+    found = _movement_path(node)
+    if found is None:
+        return MatchResult.skip()
+    y, path, dying = found
+    y_shape = shape(y)
+    if dying <= 2 or y_shape is None or math.prod(y_shape) > MAX_INDEX_ELEMENTS:
+        return MatchResult.skip()  # a conversion pair, or one more permute: the other rules fold those
+    index = replay(y, path, torch.arange(math.prod(y_shape)).view(y_shape))
+    factors = factorize(index)
+    if factors is None:
+        return MatchResult.fail("the movement into the channels-first form is not a reshape-permute-reshape")
+    sizes, perm = merged(*factors)
+    steps = block_swaps(sizes, perm)
+    if len(steps) >= dying:
+        return MatchResult.skip()
+    return MatchResult.ok(y=y, sizes=sizes, steps=steps)
+
+
+def _rewrite_movement(rw, node: Node, m: dict) -> Node:
+    t = rw.call(aten.reshape.default, m["y"], m["sizes"])
+    for dims, perm in m["steps"]:
+        t = rw.call(aten.permute.default, rw.call(aten.reshape.default, t, dims), perm)
+    return rw.call(aten.reshape.default, t, list(shape(node)))
+
+
+movement_in_layout = Rule(
+    "movement_in_layout", (aten.permute, aten.unsqueeze), _match_movement, _rewrite_movement,
+    "to(moves(y)) → reshape(block swaps(reshape(y, F))) when that takes fewer transposes "
+    "(a window partition of a channels-last map done on its channels-first form)")
+
 # Shared with passes that emit ``from`` conversions of their own (layer_norm). Cleanup's
 # canonical rules run in the same fixpoint: ``to(from(y))`` cancels through them (permute pairs
 # fold away, squeeze/unsqueeze pairs cancel), no-op views cannot hide a ``from`` from its
 # consumer, and a head split right after a conversion costs one transpose.
-PROPAGATION_RULES = (sink_unary, sink_binary, sink_slice, sink_select, sink_split_view,
-                     hoist_merge_view, *CANONICAL_RULES)
+PROPAGATION_RULES = (sink_unary, sink_binary, sink_slice, sink_cat, hoist_cat_slice, sink_select, sink_split_view,
+                     sink_spatial_view, hoist_merge_view, movement_in_layout, *CANONICAL_RULES)
 
 layout = Pass(
     "layout",

@@ -20,38 +20,16 @@ is the concatenation of two slices, x[n − s:] then x[:n − s]: exact, and no 
 """
 from __future__ import annotations
 
-import math
-
 from torch.fx import Node
 
 from ane_rewrite.graph import aten, shape
 from ane_rewrite.rules import MatchResult, Pass, Rule
 
 from ._layouts import normalize_dims_ordered
+from ._movement import block_swaps
 from .cleanup import CANONICAL_RULES, drop_clone
 
 MAX_RANK = 4
-
-
-def block_swaps(sizes: list[int], perm: list[int]) -> list[tuple[list[int], list[int]]]:
-    """The steps (reshape dims, permutation) that apply ``perm`` to a tensor of ``sizes``,
-    each of rank ≤ 4, in order; an empty list for the identity."""
-    order = list(range(len(sizes)))
-    steps = []
-    for i, axis in enumerate(perm):
-        j = order.index(axis)
-        if j == i:
-            continue
-        pre, moved, passed, post = order[:i], order[j:j + 1], order[i:j], order[j + 1:]
-        dims = [math.prod(sizes[a] for a in group) for group in (pre, passed, moved, post)]
-        step_perm = [0, 2, 1, 3]
-        if dims[3] == 1:
-            dims, step_perm = dims[:3], [0, 2, 1]
-        if dims[0] == 1:
-            dims, step_perm = dims[1:], [p - 1 for p in step_perm[1:]]
-        steps.append((dims, step_perm))
-        order = pre + moved + passed + post
-    return steps
 
 
 def _match(node: Node) -> MatchResult:

@@ -24,6 +24,7 @@ CASES = [
     ("view chain", lambda x: x.view(2, 15).view(5, 6).relu(), "fold_view_chain", None),
     ("no-op view", lambda x: x.view(2, 3, 5).relu(), "drop_noop_view", "view"),
     ("repeated call", lambda x: x.exp() + x.exp(), "dedupe", None),
+    ("zero padding", lambda x: torch.nn.functional.pad(x, (0, 0, 0, 0)).relu(), "drop_noop_pad", "constant_pad_nd"),
 ]
 
 

@@ -2,6 +2,7 @@
 
     linear(x_BSC) ─ gelu ─ linear      →   to ─ conv ─ gelu ─ conv ─ from
 """
+import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
@@ -263,4 +264,64 @@ def test_property_head_split_merge_is_equivalent(batch, seq, heads, head_dim):
     module = HeadSplitMerge(c=heads * head_dim, heads=heads).eval()
     example = (torch.randn(batch, seq, heads * head_dim),)
     gm, _ = _run(module, example)
+    _close(gm, module, example)
+
+
+class PixelMlp(nn.Module):
+    """A conv stem, then its pixels as a sequence: LayerNorm and an MLP on (B, H·W, C), back to
+    (B, C, H, W) for the next conv (PVT, SegFormer, Swin's MLP half)."""
+
+    def __init__(self, c=16):
+        super().__init__()
+        self.stem, self.out = nn.Conv2d(3, c, 2, stride=2), nn.Conv2d(c, c, 1)
+        self.norm, self.fc1, self.fc2 = nn.LayerNorm(c), nn.Linear(c, 2 * c), nn.Linear(2 * c, c)
+
+    def forward(self, img):
+        x = self.stem(img)
+        b, c, h, w = x.shape
+        seq = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
+        seq = seq + self.fc2(torch.nn.functional.gelu(self.fc1(self.norm(seq))))
+        return self.out(seq.reshape(b, h, w, c).permute(0, 3, 1, 2))
+
+
+def test_pixels_as_a_sequence_stay_channels_first():
+    module, example = PixelMlp().eval(), (torch.randn(2, 3, 8, 12),)
+    gm = captured(module, example)
+    result = default_pipeline()(gm)
+    assert result.counts()["layout"]["sink_spatial_view"] >= 1
+    assert count(gm, "permute") == 0 and count(gm, "layer_norm") == 0  # a channel norm, no transposes
+    _close(gm, module, example)
+
+
+class WindowMlp(nn.Module):
+    """Conv → channels-last → rank-6 window partition → linear per window → reverse →
+    channels-first, shifted by a roll (Swin without the attention)."""
+
+    def __init__(self, c=8, window=(2, 3), shift=0):
+        super().__init__()
+        self.conv, self.fc, self.window, self.shift = nn.Conv2d(c, c, 1), nn.Linear(c, c), window, shift
+
+    def forward(self, x_BCHW):
+        y = self.conv(x_BCHW).permute(0, 2, 3, 1)
+        if self.shift:
+            y = torch.roll(y, (-self.shift, -self.shift), (1, 2))
+        b, h, w, c = y.shape
+        wh, ww = self.window
+        win = y.view(b, h // wh, wh, w // ww, ww, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, wh * ww, c)
+        win = self.fc(win).view(b, h // wh, w // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
+        if self.shift:
+            win = torch.roll(win, (self.shift, self.shift), (1, 2))
+        return x_BCHW + win.permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("shift", [0, 1])
+def test_window_partition_moves_the_channels_first_tensor(shift):
+    module, example = WindowMlp(shift=shift).eval(), (torch.randn(2, 8, 4, 6),)
+    gm = captured(module, example)
+    result = default_pipeline()(gm)
+    assert result.counts()["layout"]["movement_in_layout"] == 2  # partition and reverse
+    if shift:
+        assert sum(r.get("sink_cat", 0) for r in result.counts().values()) >= 2
+    # each of partition and reverse: two block swaps of the channels-first map, no conversions
+    assert count(gm, "permute") == 4 and count(gm, "roll") == 0
     _close(gm, module, example)
