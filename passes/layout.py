@@ -33,7 +33,9 @@ Propagation (to a fixpoint, so consecutive linears share one layout region):
     to(moves(y))                            → reshape(block swaps(reshape(y, F)), shape)
                                               (any views/permutes before a conversion, e.g. a
                                               window partition of a channels-last map, done as
-                                              one movement of y when that takes fewer transposes)
+                                              one movement of y when its copies move fewer
+                                              bytes, each last axis padded to 64 bytes as on
+                                              the ANE: a small last axis can make it dearer)
     to(view(x_BSc1…ck, [B, S, C]))          → reshape(permute(x, [0, 2, …, k+1, 1]), [B, C, 1, S])
                                               (a head split or merge of the channel axis)
     view(x, shape(x)), slice(x, d, 0, ≥ size), permute chains → cleanup's rules, shared
@@ -410,28 +412,43 @@ sink_spatial_view = Rule(
 MOVES = (*VIEWS, aten.permute, aten.alias, aten.squeeze, aten.unsqueeze)
 
 
-def _movement_path(node: Node) -> tuple[Node, list[Node], int] | None:
+def _copy_bytes(src: tuple, dst: tuple, perm: list[int] | None = None) -> int:
+    """The padded fp16 bytes an op reads and writes if it is a copy on the ANE — it moves or
+    resizes the last axis, which is padded to 64 bytes — else 0."""
+    if perm is not None:
+        moves = perm[-1] != len(src) - 1
+    else:
+        moves = not src or not dst or src[-1] != dst[-1]
+    if not moves:
+        return 0
+    return sum(math.prod(t[:-1]) * -(-t[-1] * 2 // 64) * 64 for t in (src, dst) if t)
+
+
+def _movement_path(node: Node) -> tuple[Node, list[Node], int, int] | None:
     """node = to(moves(y)): the nodes from node up to y's reader (node first), through every
-    view/permute/squeeze, and how many permutes of them go with node (those below the first
-    node something else also reads, and ``from`` conversions); None when node is no ``to``."""
+    view/permute/squeeze; how many permutes go with node, and the bytes their copies move
+    (those below the first node something else also reads, and ``from`` conversions, whose
+    other readers propagation moves too); None when node is no ``to``."""
     if match_to(node) is None:
         return None
     path, cur, alive = [], node, False
-    dying = 0
+    dying = cost = 0
     while is_op(cur, *MOVES) and isinstance(cur.args[0], Node):
         alive = alive or (cur is not node and len(readers(cur)) != 1)
-        # a shared ``from`` conversion counts: propagation moves its other readers too
-        dying += is_op(cur, aten.permute) and (not alive or match_from(cur) is not None)
+        if not alive or match_from(cur) is not None:
+            permute = is_op(cur, aten.permute)
+            dying += permute
+            cost += _copy_bytes(shape(cur.args[0]), shape(cur), list(cur.args[1]) if permute else None)
         path.append(cur)
         cur = cur.args[0]
-    return cur, path, dying
+    return cur, path, dying, cost
 
 
 def _match_movement(node: Node) -> MatchResult:
     found = _movement_path(node)
     if found is None:
         return MatchResult.skip()
-    y, path, dying = found
+    y, path, dying, cost = found
     y_shape = shape(y)
     if dying <= 2 or y_shape is None or math.prod(y_shape) > MAX_INDEX_ELEMENTS:
         return MatchResult.skip()  # a conversion pair, or one more permute: the other rules fold those
@@ -441,8 +458,14 @@ def _match_movement(node: Node) -> MatchResult:
         return MatchResult.fail("the movement into the channels-first form is not a reshape-permute-reshape")
     sizes, perm = merged(*factors)
     steps = block_swaps(sizes, perm)
-    if len(steps) >= dying:
-        return MatchResult.skip()
+    new_cost, current = _copy_bytes(tuple(y_shape), tuple(sizes)), tuple(sizes)
+    for dims, step_perm in steps:
+        new_cost += _copy_bytes(current, tuple(dims))
+        current = tuple(dims[p] for p in step_perm)
+        new_cost += _copy_bytes(tuple(dims), current, step_perm)
+    new_cost += _copy_bytes(current, tuple(shape(node)))
+    if new_cost >= cost:
+        return MatchResult.skip()  # the padded last axes would make the one movement dearer
     return MatchResult.ok(y=y, sizes=sizes, steps=steps)
 
 
@@ -455,7 +478,7 @@ def _rewrite_movement(rw, node: Node, m: dict) -> Node:
 
 movement_in_layout = Rule(
     "movement_in_layout", (aten.permute, aten.unsqueeze), _match_movement, _rewrite_movement,
-    "to(moves(y)) → reshape(block swaps(reshape(y, F))) when that takes fewer transposes "
+    "to(moves(y)) → reshape(block swaps(reshape(y, F))) when its copies move fewer (padded) bytes "
     "(a window partition of a channels-last map done on its channels-first form)")
 
 # Shared with passes that emit ``from`` conversions of their own (layer_norm). Cleanup's

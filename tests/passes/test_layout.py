@@ -316,7 +316,9 @@ class WindowMlp(nn.Module):
 
 @pytest.mark.parametrize("shift", [0, 1])
 def test_window_partition_moves_the_channels_first_tensor(shift):
-    module, example = WindowMlp(shift=shift).eval(), (torch.randn(2, 8, 4, 6),)
+    """Windows 32 wide: partition and reverse as block swaps of the (B, C, H, W) map move fewer
+    padded bytes than three transposes of the channels-last one."""
+    module, example = WindowMlp(window=(2, 32), shift=shift).eval(), (torch.randn(2, 8, 4, 64),)
     gm = captured(module, example)
     result = default_pipeline()(gm)
     assert result.counts()["layout"]["movement_in_layout"] == 2  # partition and reverse
@@ -324,4 +326,15 @@ def test_window_partition_moves_the_channels_first_tensor(shift):
         assert sum(r.get("sink_cat", 0) for r in result.counts().values()) >= 2
     # each of partition and reverse: two block swaps of the channels-first map, no conversions
     assert count(gm, "permute") == 4 and count(gm, "roll") == 0
+    _close(gm, module, example)
+
+
+def test_narrow_windows_stay_channels_last():
+    """Windows 3 wide: block swaps of the channels-first map would leave a last axis of 3
+    (padded to 32 elements on the ANE); the channels-last partition is kept."""
+    module, example = WindowMlp(window=(2, 3)).eval(), (torch.randn(2, 8, 4, 6),)
+    gm = captured(module, example)
+    result = default_pipeline()(gm)
+    assert "movement_in_layout" not in result.counts()["layout"]
+    assert count(gm, "permute") == 6
     _close(gm, module, example)
