@@ -60,9 +60,9 @@ def _findings(prog: Program) -> list[Finding]:
     for op in prog.ops:
         if op.type == "const":
             continue
-        weights = op.type.startswith("constexpr")  # decompresses a weight: only rules naming it apply
+        decompresses = op.type.startswith("constexpr")  # a weight: only the rules naming it apply
         for rule in RULES:
-            if (rule.ops and op.type not in rule.ops) or (weights and not rule.ops):
+            if (rule.ops and op.type not in rule.ops) or (decompresses and not rule.ops):
                 continue
             reason = rule.check(op, prog)
             if reason:

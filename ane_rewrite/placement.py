@@ -27,15 +27,22 @@ UPSAMPLES = ("upsample_nearest_neighbor", "upsample_bilinear")
 MATMULS = ("matmul", "linear", "conv", "einsum")
 
 
-def nbytes(v: MilValue, padded: bool = False) -> int:
-    """Bytes of a value; ``padded``: the last axis rounded up to 64 bytes, as ANE buffers are."""
-    size = BYTES.get(v.dtype, 4)
-    if not v.shape or any(d < 0 for d in v.shape):
-        return size
-    last = v.shape[-1] * size
+def shape_bytes(shape: tuple[int, ...], itemsize: int = 2, padded: bool = False) -> int:
+    """Bytes of a tensor; ``padded``: the last axis rounded up to 64 bytes, as ANE buffers are."""
+    if not shape:
+        return itemsize
+    last = shape[-1] * itemsize
     if padded:
         last = -(-last // 64) * 64
-    return math.prod(v.shape[:-1]) * last
+    return math.prod(shape[:-1]) * last
+
+
+def nbytes(v: MilValue, padded: bool = False) -> int:
+    """Bytes of a MIL value (see ``shape_bytes``); a flexible shape counts one element."""
+    size = BYTES.get(v.dtype, 4)
+    if any(d < 0 for d in v.shape):
+        return size
+    return shape_bytes(v.shape, size, padded)
 
 
 class Program:

@@ -48,6 +48,7 @@ import torch
 from torch.fx import Node
 
 from ane_rewrite.graph import VIEWS, arg, aten, is_op, normalize_dim, rank, readers, shape
+from ane_rewrite.placement import shape_bytes
 from ane_rewrite.rules import MatchResult, Pass, Rule
 
 from .cleanup import CANONICAL_RULES
@@ -421,7 +422,7 @@ def _copy_bytes(src: tuple, dst: tuple, perm: list[int] | None = None) -> int:
         moves = not src or not dst or src[-1] != dst[-1]
     if not moves:
         return 0
-    return sum(math.prod(t[:-1]) * -(-t[-1] * 2 // 64) * 64 for t in (src, dst) if t)
+    return shape_bytes(src, padded=True) + shape_bytes(dst, padded=True)
 
 
 def _movement_path(node: Node) -> tuple[Node, list[Node], int, int] | None:
