@@ -71,7 +71,7 @@ def _findings(prog: Program) -> list[Finding]:
     for v, reason in input_findings(prog.inputs):
         r = FLEXIBLE_INPUT
         found.append(Finding(v.name, "input", r.id, r.severity, reason, r.consequence, r.source))
-    weights = sum(nbytes(o) for op in prog.ops if op.type.startswith("const") for o in op.outputs)
+    weights = prog.weight_bytes
     if weights > 1e9:
         r = WEIGHTS_LIMIT
         found.append(Finding("<model>", "model", r.id, r.severity, f"weights {weights / 1e9:.2f} GB",
@@ -84,7 +84,7 @@ def _metrics(prog: Program) -> dict:
     mix = op_mix(prog.ops)
     values = [o for op in ops for o in op.outputs]
     largest = max(values, key=nbytes, default=None)
-    peak, at = est.peak_activation_bytes(prog)
+    peak, at = prog.peak_activations
     return {
         "ops": len(ops),
         "op_mix": dict(mix.most_common()),
@@ -98,7 +98,7 @@ def _metrics(prog: Program) -> dict:
         "activation_bytes_padded": sum(nbytes(v, padded=True) for v in values),
         "peak_live_activation_bytes": peak,
         "peak_at_op": prog.ops[at].name if prog.ops else None,
-        "weight_bytes": sum(nbytes(o) for op in prog.ops if op.type.startswith("const") for o in op.outputs),
+        "weight_bytes": prog.weight_bytes,
     }
 
 

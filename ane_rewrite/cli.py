@@ -110,7 +110,7 @@ def _analysis_table(base, new) -> str:
         eb, en = base.estimates[chip], new.estimates[chip]
         rows.append((f"est. latency {chip} (ms)", f"{eb['latency_ms']:.2f}", f"{en['latency_ms']:.2f}"))
     chip = next(iter(base.estimates))
-    rows.append((f"est. peak memory (MiB)", f"{base.estimates[chip]['peak_memory_mib']:.1f}",
+    rows.append(("est. peak memory (MiB)", f"{base.estimates[chip]['peak_memory_mib']:.1f}",
                  f"{new.estimates[chip]['peak_memory_mib']:.1f}"))
     return _table(rows) + "\n  (estimates are analytic, not measured on a device; see ane_rewrite/estimate.py)"
 

@@ -56,8 +56,6 @@ FITTED = {  # solved by benchmarks/calibrate.py (see the module docstring)
     "channels_last_efficiency": 0.2342,  # fraction of the ANE rate a (B, S, C) projection gets
 }
 
-SHAPE_OPS = ("const", "shape", "cast")
-
 
 def flops(op: MilOp, prog: Program) -> float:
     """Multiply-adds count twice; other ops one flop per output element."""
@@ -117,28 +115,6 @@ def op_time_us(op: MilOp, prog: Program, chip: ChipProfile, off_ane: bool, chann
     return fitted["op_overhead_us"] + max(work / rate, act / (bw * 1e3) + weights / (chip.dram_gbps * 1e3))
 
 
-def peak_activation_bytes(prog: Program) -> tuple[int, int]:
-    """(the largest sum of live activation bytes, padded; the op index where it occurs):
-    a value lives from its producer to its last reader (program outputs to the end)."""
-    last_use: dict[str, int] = {}
-    for i, op in enumerate(prog.ops):
-        for name in op.inputs:
-            last_use[name] = i
-    live, peak, at = 0, 0, 0
-    ends: dict[int, int] = {}
-    for i, op in enumerate(prog.ops):
-        if op.type not in SHAPE_OPS:
-            for o in op.outputs:
-                size = nbytes(o, padded=True)
-                live += size
-                end = last_use.get(o.name, len(prog.ops))
-                ends[end] = ends.get(end, 0) + size
-        if live > peak:
-            peak, at = live, i
-        live -= ends.pop(i, 0)
-    return peak, at
-
-
 @dataclass
 class Estimate:
     chip: str
@@ -167,7 +143,6 @@ def estimate(prog: Program, off_ane: set[str], channels_last: set[str], chip: Ch
             cpu += t
         else:
             ane += t
-    weights = sum(nbytes(o) for op in prog.ops if op.type.startswith("const") for o in op.outputs)
-    peak, _ = peak_activation_bytes(prog)
+    weights, peak = prog.weight_bytes, prog.peak_activations[0]
     return Estimate(chip.name, (DISPATCH_US + ane + cpu) / 1e3, ane / 1e3, cpu / 1e3, len(off_ane),
                     (weights + peak) / 2**20, peak / 2**20, weights / 2**20)

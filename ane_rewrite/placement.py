@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable
 
 from .mil import RESHAPE_FAMILY, MilOp, MilValue
@@ -25,6 +26,7 @@ GATHERS = ("gather", "gather_nd", "gather_along_axis", "scatter", "scatter_nd", 
 POOLS = ("avg_pool", "max_pool", "l2_pool")
 UPSAMPLES = ("upsample_nearest_neighbor", "upsample_bilinear")
 MATMULS = ("matmul", "linear", "conv", "einsum")
+SHAPE_OPS = ("const", "shape", "cast")  # not activations of their own
 
 
 def shape_bytes(shape: tuple[int, ...], itemsize: int = 2, padded: bool = False) -> int:
@@ -35,6 +37,14 @@ def shape_bytes(shape: tuple[int, ...], itemsize: int = 2, padded: bool = False)
     if padded:
         last = -(-last // 64) * 64
     return math.prod(shape[:-1]) * last
+
+
+def touches_last_axis(src: tuple, dst: tuple, perm: tuple | list | None = None) -> bool:
+    """Whether a transpose (``perm``) or a reshape from ``src`` to ``dst`` moves or resizes the
+    last axis: a memory copy on the ANE, whose buffers pad that axis."""
+    if perm is not None:
+        return bool(perm) and perm[-1] % len(src) != len(src) - 1
+    return bool(src) and bool(dst) and src[-1] != dst[-1]
 
 
 def nbytes(v: MilValue, padded: bool = False) -> int:
@@ -66,6 +76,33 @@ class Program:
     def arg(self, op: MilOp, param: str) -> MilValue | None:
         names = op.params.get(param, ())
         return self.values.get(names[0]) if names else None
+
+    @cached_property
+    def weight_bytes(self) -> int:
+        """Bytes of every constant (weights, and the small consts of op parameters)."""
+        return sum(nbytes(o) for op in self.ops if op.type.startswith("const") for o in op.outputs)
+
+    @cached_property
+    def peak_activations(self) -> tuple[int, int]:
+        """(the largest sum of live activation bytes, padded; the op index where it occurs):
+        a value lives from its producer to its last reader (program outputs to the end)."""
+        last_use: dict[str, int] = {}
+        for i, op in enumerate(self.ops):
+            for name in op.inputs:
+                last_use[name] = i
+        live, peak, at = 0, 0, 0
+        ends: dict[int, int] = {}
+        for i, op in enumerate(self.ops):
+            if op.type not in SHAPE_OPS:
+                for o in op.outputs:
+                    size = nbytes(o, padded=True)
+                    live += size
+                    end = last_use.get(o.name, len(self.ops))
+                    ends[end] = ends.get(end, 0) + size
+            if live > peak:
+                peak, at = live, i
+            live -= ends.pop(i, 0)
+        return peak, at
 
     def is_const(self, name: str) -> bool:
         src = self.producer.get(name)
@@ -218,10 +255,10 @@ def _layout_copy(op, prog):
     if op.type == "transpose":
         perm = prog.const(op, "perm")
         perm = perm if isinstance(perm, tuple) else (perm,)
-        if perm and perm[-1] % x.rank != x.rank - 1:
+        if touches_last_axis(x.shape, out.shape, perm):
             return f"transpose {list(perm)} of {list(x.shape)} moves the last axis: a memory copy"
         return None
-    if out.rank and x.shape and out.shape[-1] != x.shape[-1]:
+    if touches_last_axis(x.shape, out.shape):
         return f"{op.type} {list(x.shape)} → {list(out.shape)} changes the last axis: a memory copy"
     return None
 

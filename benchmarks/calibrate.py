@@ -92,8 +92,8 @@ def main() -> None:
               f"{p['rewritten_ms']:.2f} ms, speedup {p['speedup']:.2f}×; peak activations "
               f"{p['baseline_peak_activation_mib']:.1f} → {p['rewritten_peak_activation_mib']:.1f} MiB "
               f"({p['peak_activation_ratio']:.1f}×), with weights {p['peak_memory_ratio']:.2f}×")
-    print(f"Apple (measured, iPhone 13 Pro Max): 2.84× at seq 128 batch 1; ~10× faster and 14× less peak "
-          f"memory at seq 512 batch 8")
+    print("Apple (measured, iPhone 13 Pro Max): 2.84× at seq 128 batch 1; ~10× faster and 14× less peak "
+          "memory at seq 512 batch 8")
     Path(args.out).write_text(json.dumps({"chip": chip, "fitted": fitted, "apple": APPLE, "estimated": points,
                                           "note": "estimates, not device measurements; seq128_batch1 is the "
                                                   "fitting point, seq512_batch8 is predicted"}, indent=2) + "\n")

@@ -17,6 +17,9 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.fx import Node
+
+from ane_rewrite.graph import aten
 
 
 def _runs(v: torch.Tensor) -> list[tuple[int, int]] | None:
@@ -95,3 +98,11 @@ def block_swaps(sizes: list[int], perm: list[int]) -> list[tuple[list[int], list
         steps.append((dims, step_perm))
         order = pre + moved + passed + post
     return steps
+
+
+def emit_block_swaps(rw, x: Node, steps: list[tuple[list[int], list[int]]], out_shape) -> Node:
+    """``block_swaps``' steps applied to x in the graph (reshape, permute each), then the
+    reshape to ``out_shape``."""
+    for dims, perm in steps:
+        x = rw.call(aten.permute.default, rw.call(aten.reshape.default, x, dims), perm)
+    return rw.call(aten.reshape.default, x, list(out_shape))

@@ -48,13 +48,13 @@ import torch
 from torch.fx import Node
 
 from ane_rewrite.graph import VIEWS, arg, aten, is_op, normalize_dim, rank, readers, shape
-from ane_rewrite.placement import shape_bytes
+from ane_rewrite.placement import shape_bytes, touches_last_axis
 from ane_rewrite.rules import MatchResult, Pass, Rule
 
 from .cleanup import CANONICAL_RULES
 from ._heads import MAX_INDEX_ELEMENTS, replay
 from ._layouts import AXIS_MAP, RANKS, emit_broadcast_to, emit_from, emit_to, match_from, match_to
-from ._movement import block_swaps, factorize, merged
+from ._movement import block_swaps, emit_block_swaps, factorize, merged
 
 
 
@@ -416,11 +416,7 @@ MOVES = (*VIEWS, aten.permute, aten.alias, aten.squeeze, aten.unsqueeze)
 def _copy_bytes(src: tuple, dst: tuple, perm: list[int] | None = None) -> int:
     """The padded fp16 bytes an op reads and writes if it is a copy on the ANE — it moves or
     resizes the last axis, which is padded to 64 bytes — else 0."""
-    if perm is not None:
-        moves = perm[-1] != len(src) - 1
-    else:
-        moves = not src or not dst or src[-1] != dst[-1]
-    if not moves:
+    if not touches_last_axis(src, dst, perm):
         return 0
     return shape_bytes(src, padded=True) + shape_bytes(dst, padded=True)
 
@@ -471,10 +467,7 @@ def _match_movement(node: Node) -> MatchResult:
 
 
 def _rewrite_movement(rw, node: Node, m: dict) -> Node:
-    t = rw.call(aten.reshape.default, m["y"], m["sizes"])
-    for dims, perm in m["steps"]:
-        t = rw.call(aten.permute.default, rw.call(aten.reshape.default, t, dims), perm)
-    return rw.call(aten.reshape.default, t, list(shape(node)))
+    return emit_block_swaps(rw, rw.call(aten.reshape.default, m["y"], m["sizes"]), m["steps"], shape(node))
 
 
 movement_in_layout = Rule(
@@ -486,8 +479,9 @@ movement_in_layout = Rule(
 # canonical rules run in the same fixpoint: ``to(from(y))`` cancels through them (permute pairs
 # fold away, squeeze/unsqueeze pairs cancel), no-op views cannot hide a ``from`` from its
 # consumer, and a head split right after a conversion costs one transpose.
-PROPAGATION_RULES = (sink_unary, sink_binary, sink_slice, sink_cat, hoist_cat_slice, sink_select, sink_split_view,
-                     sink_spatial_view, hoist_merge_view, movement_in_layout, *CANONICAL_RULES)
+PROPAGATION_RULES = (sink_unary, sink_binary, sink_slice, sink_cat, hoist_cat_slice, sink_select,
+                     sink_split_view, sink_spatial_view, hoist_merge_view, movement_in_layout,
+                     *CANONICAL_RULES)
 
 layout = Pass(
     "layout",

@@ -26,7 +26,7 @@ from ane_rewrite.graph import aten, shape
 from ane_rewrite.rules import MatchResult, Pass, Rule
 
 from ._layouts import normalize_dims_ordered
-from ._movement import block_swaps
+from ._movement import block_swaps, emit_block_swaps
 from .cleanup import CANONICAL_RULES, drop_clone
 
 MAX_RANK = 4
@@ -41,10 +41,7 @@ def _match(node: Node) -> MatchResult:
 
 
 def _rewrite(rw, node: Node, m: dict) -> Node:
-    t = m["x"]
-    for dims, step_perm in m["steps"]:
-        t = rw.call(aten.permute.default, rw.call(aten.reshape.default, t, dims), step_perm)
-    return rw.call(aten.reshape.default, t, list(shape(node)))
+    return emit_block_swaps(rw, m["x"], m["steps"], shape(node))
 
 
 def _match_roll(node: Node) -> MatchResult:

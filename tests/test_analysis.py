@@ -121,7 +121,7 @@ def test_padding_and_liveness_arithmetic():
            MilOp("add", ("a", "b"), (_v("c", (1, 32768)),), {"x": ("a",), "y": ("b",)}),
            MilOp("relu", ("c",), (_v("d", (1, 32768)),), {"x": ("c",)})]
     prog = placement.Program(ops, [x])
-    peak, at = estimate.peak_activation_bytes(prog)
+    peak, at = prog.peak_activations
     assert (peak, at) == (3 * 65536, 2)
     finding = placement.RULES[[r.id for r in placement.RULES].index("last_axis_padding")]
     wide = MilOp("relu", ("x",), (_v("p", (4096, 2, 3)),), {"x": ("x",)})
