@@ -5,22 +5,26 @@
     export(model, example_inputs, path) → coremltools MLModel, saved as .mlpackage
     analyze(mlmodel or path) → Analysis: findings by ANE placement rule, metrics, estimates
 """
+from ._source_tree import map_passes as _map_passes
+
+_map_passes()  # ane_rewrite.passes in a source checkout (an install has it as a subpackage)
+
 from .errors import (AneRewriteError, CaptureError, ExportError, InputError, LintError,
                      RewriteError, SourceError)
 from .optimize import optimize
-from .verify import EquivalenceReport, verify
+from .equivalence import EquivalenceReport, verify
 
 
 def export(model, example_inputs, path=None, **options):
     """Convert ``model`` to a Core ML ML Program (see ``ane_rewrite.export_coreml``)."""
-    from .export_coreml import export as _export
+    from .coreml.export import export as _export
 
     return _export(model, example_inputs, path, **options)
 
 
 def analyze(model, profiles=None):
     """Static ANE readiness report of a Core ML ML Program (see ``ane_rewrite.analysis``)."""
-    from .analysis import analyze as _analyze
+    from .analysis.report import analyze as _analyze
 
     return _analyze(model, profiles)
 

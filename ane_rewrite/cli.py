@@ -18,7 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import mil, models
+from .coreml import mil
+from .frontend import models
 from .errors import AneRewriteError
 
 
@@ -112,7 +113,7 @@ def _analysis_table(base, new) -> str:
     chip = next(iter(base.estimates))
     rows.append(("est. peak memory (MiB)", f"{base.estimates[chip]['peak_memory_mib']:.1f}",
                  f"{new.estimates[chip]['peak_memory_mib']:.1f}"))
-    return _table(rows) + "\n  (estimates are analytic, not measured on a device; see ane_rewrite/estimate.py)"
+    return _table(rows) + "\n  (estimates are analytic, not measured on a device; see ane_rewrite/analysis/estimate.py)"
 
 
 def run_analyze(args) -> int:

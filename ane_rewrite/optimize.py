@@ -6,10 +6,10 @@ from typing import Any
 import torch
 from torch.fx import GraphModule
 
-from . import models
-from .capture import capture, split_inputs
 from .errors import InputError
-from .pipeline import Pipeline, PipelineResult
+from .frontend import models
+from .frontend.capture import capture, split_inputs
+from .rewrite.pipeline import Pipeline, PipelineResult
 
 
 def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int = 128,
@@ -32,7 +32,7 @@ def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int
     if pipeline is None:
         import inspect
 
-        from passes import default_pipeline
+        from .passes import default_pipeline
 
         known = set(inspect.signature(default_pipeline).parameters)
         unknown = sorted(set(options) - known)

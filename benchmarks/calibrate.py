@@ -10,7 +10,7 @@ mix as Apple's hand port). The fit, on the A15 profile at (128, 1):
   op_overhead_us            the estimate is linear in it: solved from the rewritten 3.48 ms;
   channels_last_efficiency  then bisection so that the baseline is 9.89 ms.
 The (512, 8) ratios are predictions of the fitted model, not fits. Paste the printed values
-into ``ane_rewrite/estimate.py`` (FITTED) when the estimator changes.
+into ``ane_rewrite/analysis/estimate.py`` (FITTED) when the estimator changes.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ APPLE = {"baseline_ms": 9.89, "optimized_ms": 3.48, "speedup_128_1": 9.89 / 3.48
 
 def exports(directory: Path, seq: int, batch: int) -> tuple[Path, Path]:
     import ane_rewrite
-    from ane_rewrite import models
+    from ane_rewrite.frontend import models
 
     base, new = directory / f"distilbert_base_{seq}_{batch}.mlpackage", directory / f"distilbert_ane_{seq}_{batch}.mlpackage"
     if not (base.exists() and new.exists()):
@@ -64,7 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
-    from ane_rewrite import estimate
+    from ane_rewrite.analysis import estimate
     from ane_rewrite.analysis import analyze
 
     directory = Path(args.exports or tempfile.mkdtemp(prefix="ane_calibrate_"))

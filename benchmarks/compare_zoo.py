@@ -7,7 +7,7 @@ Random weights from configs (nothing downloaded). Writes ``results.json``, ``res
 Markdown table with a headline) and PNG plots (estimated ANE latency and PyTorch CPU latency,
 baseline next to rewritten per model). A model that fails is recorded with its error, not
 skipped silently. Latencies marked "est." are the analyzer's analytic estimates
-(ane_rewrite/estimate.py), not device measurements; CPU latencies are measured on this machine.
+(ane_rewrite/analysis/estimate.py), not device measurements; CPU latencies are measured on this machine.
 """
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def run_one(name: str, spec: dict, workdir: Path, runs: int) -> dict:
     import torch
 
     import ane_rewrite
-    from ane_rewrite import models
+    from ane_rewrite.frontend import models
 
     torch.manual_seed(0)
     model = spec["build"]()
@@ -131,7 +131,7 @@ def _fmt(rows: list[dict]) -> str:
                      f"{sum(r['rewritten']['linear'] for r in ok)} (baseline "
                      f"{sum(r['baseline']['linear'] for r in ok)}); all equivalent: "
                      f"{all(r['equivalent'] for r in ok)} (min PSNR {min(r['psnr_db'] for r in ok):.1f} dB). "
-                     "Estimates are analytic (ane_rewrite/estimate.py), not device measurements.\n")
+                     "Estimates are analytic (ane_rewrite/analysis/estimate.py), not device measurements.\n")
     head = ("| model | family | params (M) | PSNR dB | ops base → new | linear base → new | transposes base → new "
             f"| est. {CHIP} ms base / new (×) | est. peak MiB base / new | CPU ms base / new "
             "| optimize s | export s base / new |")
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"command": "python benchmarks/compare_zoo.py " + " ".join(argv or []), "total_s": round(total, 1),
             "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.python_version()}",
             "torch": torch.__version__, "estimate_chip": CHIP,
-            "note": "est. = analytic estimate (ane_rewrite/estimate.py), not a device measurement"}
+            "note": "est. = analytic estimate (ane_rewrite/analysis/estimate.py), not a device measurement"}
     (out / "results.json").write_text(json.dumps({"meta": meta, "models": rows}, indent=2) + "\n")
     (out / "results.md").write_text(f"# Zoo: baseline vs rewritten\n\n`{meta['command'].strip()}` "
                                     f"({meta['machine']}; {total / 60:.1f} min)\n\n" + _fmt(rows))

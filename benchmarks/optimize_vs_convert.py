@@ -29,7 +29,7 @@ def main() -> None:
     from transformers import BertConfig, BertForSequenceClassification
 
     import ane_rewrite
-    from ane_rewrite import models
+    from ane_rewrite.frontend import models
 
     torch.manual_seed(0)
     config = BertConfig(num_hidden_layers=args.layers, num_labels=2)
@@ -52,8 +52,8 @@ def main() -> None:
     opt, conv = statistics.median(opt_times), statistics.median(conv_times)
     print(f"median: optimize {opt:.2f} s, conversion {conv:.2f} s, optimize/conversion = {opt / conv:.2f}")
 
-    from ane_rewrite.capture import capture
-    from passes import default_pipeline
+    from ane_rewrite.frontend.capture import capture
+    from ane_rewrite.passes import default_pipeline
 
     t = time.perf_counter()
     gm = capture(model, example)

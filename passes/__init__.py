@@ -1,5 +1,5 @@
 """The ANE rewrite passes, one module per pass, and the default pipeline they form."""
-from ane_rewrite.pipeline import Pipeline
+from ane_rewrite.rewrite.pipeline import Pipeline
 
 from .attention import attention
 from .cleanup import cleanup

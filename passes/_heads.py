@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torch.fx import Node
 
-from ane_rewrite.graph import VIEWS, aten, is_op, shape
+from ane_rewrite.rewrite.graph import VIEWS, aten, is_op, shape
 
 MOVEMENT = (*VIEWS, aten.permute, aten.transpose, aten.select,
             aten.slice, aten.squeeze, aten.unsqueeze, aten.expand, aten.clone, aten.alias,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from torch.fx import Node
 
-from ane_rewrite.graph import arg, aten, is_op, normalize_dims, rank, shape
+from ane_rewrite.rewrite.graph import arg, aten, is_op, normalize_dims, rank, shape
 
 RANKS = (2, 3, 4)
 

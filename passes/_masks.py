@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch.fx import Graph, GraphModule, Node
 
-from ane_rewrite.graph import aten, shape, val
+from ane_rewrite.rewrite.graph import aten, shape, val
 
 MASKED = -1e4
 PROBE_DRAWS = 4

@@ -19,7 +19,7 @@ import math
 import torch
 from torch.fx import Node
 
-from ane_rewrite.graph import aten
+from ane_rewrite.rewrite.graph import aten
 
 
 def _runs(v: torch.Tensor) -> list[tuple[int, int]] | None:

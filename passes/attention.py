@@ -26,8 +26,8 @@ from dataclasses import replace
 
 from torch.fx import Node
 
-from ane_rewrite.graph import VIEWS, arg, aten, is_op, readers, shape
-from ane_rewrite.rules import MatchResult, Pass, Rule
+from ane_rewrite.rewrite.graph import VIEWS, arg, aten, is_op, readers, shape
+from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._heads import head_channels, source_of
 from ._masks import additive_mask, row_valid

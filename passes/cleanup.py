@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch.fx import Node
 
-from ane_rewrite.graph import VIEWS, arg, aten, is_op, normalize_dim, rank, shape
-from ane_rewrite.rules import MatchResult, Pass, Rule
+from ane_rewrite.rewrite.graph import VIEWS, arg, aten, is_op, normalize_dim, rank, shape
+from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._layouts import normalize_dims_ordered, squeezed_dims
 

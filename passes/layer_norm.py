@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from torch.fx import Node
 
-from ane_rewrite.graph import arg, aten, shape
-from ane_rewrite.rules import MatchResult, Pass, Rule
+from ane_rewrite.rewrite.graph import arg, aten, shape
+from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._layouts import emit_from, match_from
 from .layout import PROPAGATION_RULES

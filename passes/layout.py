@@ -47,9 +47,9 @@ import math
 import torch
 from torch.fx import Node
 
-from ane_rewrite.graph import VIEWS, arg, aten, is_op, normalize_dim, rank, readers, shape
-from ane_rewrite.placement import shape_bytes, touches_last_axis
-from ane_rewrite.rules import MatchResult, Pass, Rule
+from ane_rewrite.rewrite.graph import VIEWS, arg, aten, is_op, normalize_dim, rank, readers, shape
+from ane_rewrite.analysis.placement import shape_bytes, touches_last_axis
+from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from .cleanup import CANONICAL_RULES
 from ._heads import MAX_INDEX_ELEMENTS, replay

@@ -18,8 +18,8 @@ import operator
 
 from torch.fx import Node
 
-from ane_rewrite.graph import aten, is_op, shape
-from ane_rewrite.rules import MatchResult, Pass, Rule
+from ane_rewrite.rewrite.graph import aten, is_op, shape
+from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 ALIGN = 32
 FP16_BYTES = 2

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from torch.fx import Node
 
-from ane_rewrite.graph import aten, shape
-from ane_rewrite.rules import MatchResult, Pass, Rule
+from ane_rewrite.rewrite.graph import aten, shape
+from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._layouts import normalize_dims_ordered
 from ._movement import block_swaps, emit_block_swaps

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ane_rewrite.capture import capture
-from ane_rewrite.graph import op_counts
+from ane_rewrite.frontend.capture import capture
+from ane_rewrite.rewrite.graph import op_counts
 
 
 def captured(module: torch.nn.Module, example):

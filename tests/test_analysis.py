@@ -6,10 +6,11 @@ import torch
 from torch import nn
 
 import ane_rewrite
-from ane_rewrite import analysis, estimate, placement
+from ane_rewrite.analysis import report as analysis
+from ane_rewrite.analysis import estimate, placement
 from ane_rewrite.cli import main
 from ane_rewrite.errors import InputError
-from ane_rewrite.mil import MilOp, MilValue
+from ane_rewrite.coreml.mil import MilOp, MilValue
 from tests.zoo import distilbert
 from tests.zoo_vision import moat_block
 
@@ -17,7 +18,7 @@ from tests.zoo_vision import moat_block
 @pytest.fixture(scope="module")
 def tiny_distilbert(tmp_path_factory):
     """(baseline analysis, rewritten analysis, rewritten path) of a 2-layer DistilBERT, seq 32."""
-    from ane_rewrite import models
+    from ane_rewrite.frontend import models
 
     model, _ = distilbert()
     example = models.example_inputs(model, seq_len=32)

@@ -1,4 +1,4 @@
-"""ane_rewrite/compat.py: the coremltools 9.0 converter gaps, measured and closed."""
+"""ane_rewrite/coreml/compat.py: the coremltools 9.0 converter gaps, measured and closed."""
 import subprocess
 import sys
 import textwrap
@@ -6,7 +6,7 @@ import textwrap
 import pytest
 import torch
 
-from ane_rewrite import compat, mil
+from ane_rewrite.coreml import compat, mil
 
 MODULES = textwrap.dedent("""
     import torch

@@ -1,9 +1,9 @@
-"""ane_rewrite/coreml_fusion.py: the MIL pass that fuses the channel norm, and only it."""
+"""ane_rewrite/coreml/fusion.py: the MIL pass that fuses the channel norm, and only it."""
 import torch
 from torch import nn
 
 import ane_rewrite
-from ane_rewrite import mil
+from ane_rewrite.coreml import mil
 
 
 class Norm(nn.Module):

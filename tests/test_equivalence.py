@@ -3,7 +3,7 @@ and no linear is left, for each model family the spine covers."""
 import pytest
 
 import ane_rewrite
-from passes import default_pipeline
+from ane_rewrite.passes import default_pipeline
 from tests import zoo
 from tests.helpers import count
 

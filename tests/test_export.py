@@ -3,7 +3,8 @@ import pytest
 import torch
 
 import ane_rewrite
-from ane_rewrite import mil, models
+from ane_rewrite.coreml import mil
+from ane_rewrite.frontend import models
 from ane_rewrite.errors import ExportError
 from tests.zoo import distilbert, mlp_block
 

@@ -1,9 +1,9 @@
-"""ane_rewrite/mil.py: reading ops from an exported program, and the glue between convs."""
+"""ane_rewrite/coreml/mil.py: reading ops from an exported program, and the glue between convs."""
 import torch
 from torch import nn
 
 import ane_rewrite
-from ane_rewrite import mil
+from ane_rewrite.coreml import mil
 
 
 class TwoConvs(nn.Module):

@@ -1,8 +1,8 @@
-"""ane_rewrite/models.py: sources and example inputs (the model-family adapters)."""
+"""ane_rewrite/frontend/models.py: sources and example inputs (the model-family adapters)."""
 import pytest
 import torch
 
-from ane_rewrite import models
+from ane_rewrite.frontend import models
 from ane_rewrite.errors import InputError, SourceError
 from tests.zoo import distilbert, mlp_block, vit_tiny
 

@@ -1,10 +1,10 @@
-"""ane_rewrite.placement: each rule of the table fires on the op it describes and not on its
+"""ane_rewrite.analysis.placement: each rule of the table fires on the op it describes and not on its
 negative case (synthetic MIL programs; the end-to-end cases are in tests/test_analysis.py)."""
 import pytest
 
-from ane_rewrite import placement
-from ane_rewrite.analysis import _findings
-from ane_rewrite.mil import MilOp, MilValue
+from ane_rewrite.analysis import placement
+from ane_rewrite.analysis.report import _findings
+from ane_rewrite.coreml.mil import MilOp, MilValue
 
 
 def _v(name, shape, dtype="FLOAT16"):

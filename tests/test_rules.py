@@ -1,12 +1,12 @@
-"""ane_rewrite/rules.py and pipeline.py: rules, passes, reports, lint, declared order."""
+"""ane_rewrite/rewrite/rules.py and pipeline.py: rules, passes, reports, lint, declared order."""
 import pytest
 import torch
 from torch import nn
 
 from ane_rewrite.errors import LintError, RewriteError
-from ane_rewrite.graph import aten, shape
-from ane_rewrite.pipeline import Pipeline
-from ane_rewrite.rules import MatchResult, Pass, Rule
+from ane_rewrite.rewrite.graph import aten, shape
+from ane_rewrite.rewrite.pipeline import Pipeline
+from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 from tests.helpers import captured, count, outputs
 
 

@@ -6,7 +6,7 @@ import torch
 
 import ane_rewrite
 from ane_rewrite.errors import InputError
-from ane_rewrite.models import draw_inputs
+from ane_rewrite.frontend.models import draw_inputs
 from tests.zoo import mlp_block
 
 

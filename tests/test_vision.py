@@ -1,7 +1,7 @@
 """Vision models end to end: optimize, verify, export; the exported programs have no tensor of
 rank 5 or more, no `linear`, no `gather`, and every attention lowered per head."""
 import ane_rewrite
-from ane_rewrite import mil
+from ane_rewrite.coreml import mil
 from tests.zoo_vision import moat_block
 
 

@@ -1,7 +1,7 @@
 """Small models for the tests (random weights, built from configs; nothing downloaded).
 
 Each factory returns ``(model, example_inputs)``; ``example_inputs`` is None where the
-adapter in ``ane_rewrite.models`` builds them.
+adapter in ``ane_rewrite.frontend.models`` builds them.
 """
 from __future__ import annotations
 
@@ -149,7 +149,7 @@ def clip_text():
 
 def padded(model, seq=12, batch=2, pad=4):
     """Adapter inputs with real padding: the first sequence ends in ``pad`` padding tokens."""
-    from ane_rewrite import models
+    from ane_rewrite.frontend import models
 
     ex = models.example_inputs(model, seq_len=seq, batch=batch)
     ex["attention_mask"][0, seq - pad:] = 0

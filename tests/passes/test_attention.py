@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import ane_rewrite
-from ane_rewrite.graph import aten
-from passes import default_pipeline
-from passes.attention import attention
+from ane_rewrite.rewrite.graph import aten
+from ane_rewrite.passes import default_pipeline
+from ane_rewrite.passes.attention import attention
 from tests import zoo, zoo_vision
 from tests.helpers import count
 
@@ -229,6 +229,6 @@ def test_swin_window_attention_with_bias_and_shift_mask():
     ((6, 4), (4, 6), None),
 ])
 def test_regrouping_of_axes(outer, inner, groups):
-    from passes.attention import _groups
+    from ane_rewrite.passes.attention import _groups
 
     assert _groups(outer, inner) == groups

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from passes.cleanup import cleanup
+from ane_rewrite.passes.cleanup import cleanup
 from tests.helpers import captured, count, outputs
 
 
@@ -84,8 +84,8 @@ def test_noop_slice_is_dropped():
 
 def test_drop_clone_keeps_values_and_relaxes_views():
     """clone(x) → x; a view that relied on the copy's contiguity becomes a reshape."""
-    from ane_rewrite.rules import Pass
-    from passes.cleanup import drop_clone
+    from ane_rewrite.rewrite.rules import Pass
+    from ane_rewrite.passes.cleanup import drop_clone
 
     module = Fn(lambda x: x.transpose(1, 2).contiguous().view(2, 15)).eval()
     example = (torch.randn(2, 3, 5),)

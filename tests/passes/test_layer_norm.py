@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from ane_rewrite import export, mil
-from passes.layer_norm import layer_norm
-from passes.layout import layout
+from ane_rewrite import export
+from ane_rewrite.coreml import mil
+from ane_rewrite.passes.layer_norm import layer_norm
+from ane_rewrite.passes.layout import layout
 from tests.helpers import captured, count, outputs
 from tests.zoo import randomize_norms
 
@@ -80,7 +81,7 @@ def test_norm_over_two_axes_is_declined_with_reason():
 @pytest.mark.parametrize("trained", [True, False], ids=["trained affine", "identity affine"])
 def test_the_exported_channel_norm_is_one_layer_norm_op(trained):
     """An identity affine (fresh init) is the case coremltools' own fusion refuses: the
-    export's extra MIL pass (ane_rewrite/coreml_fusion.py) fuses it too."""
+    export's extra MIL pass (ane_rewrite/coreml/fusion.py) fuses it too."""
     module = PostNorm(c=64, eps=1e-5).eval()
     if trained:
         randomize_norms(module)

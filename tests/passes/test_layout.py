@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from passes import default_pipeline
-from passes.layout import layout
+from ane_rewrite.passes import default_pipeline
+from ane_rewrite.passes.layout import layout
 from tests.helpers import captured, count, outputs
 from tests.zoo import MlpBlock
 

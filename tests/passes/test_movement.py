@@ -7,7 +7,7 @@ import math
 import torch
 from hypothesis import given, settings, strategies as st
 
-from passes._movement import block_swaps, factorize, merged
+from ane_rewrite.passes._movement import block_swaps, factorize, merged
 
 
 def _apply(x, sizes, perm, out_shape):

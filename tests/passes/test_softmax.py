@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import ane_rewrite
-from ane_rewrite.graph import aten
-from passes.softmax import chunk_size, make_softmax_pass
+from ane_rewrite.rewrite.graph import aten
+from ane_rewrite.passes.softmax import chunk_size, make_softmax_pass
 from tests import zoo
 from tests.helpers import count
 

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from passes.windows import block_swaps, windows
+from ane_rewrite.passes.windows import block_swaps, windows
 from tests.helpers import captured, outputs
 
 

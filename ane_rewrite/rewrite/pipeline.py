@@ -12,7 +12,7 @@ from typing import Iterable
 import torch
 from torch.fx import GraphModule
 
-from .errors import LintError
+from ..errors import LintError
 from .rules import Pass, PassResult
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .errors import InputError, SourceError
+from ..errors import InputError, SourceError
 
 DEFAULT_SOURCE = "hf:DistilBertForSequenceClassification"
 SEED = 0

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch.fx import GraphModule, Node
 
-from .errors import RewriteError
+from ..errors import RewriteError
 from .graph import aten, fake_mode_of, infer_val, is_op
 
 MAX_SWEEPS = 200

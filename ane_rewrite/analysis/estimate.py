@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from .mil import MilOp
+from ..coreml.mil import MilOp
 from .placement import Program, nbytes
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable
 
-from .mil import RESHAPE_FAMILY, MilOp, MilValue
+from ..coreml.mil import RESHAPE_FAMILY, MilOp, MilValue
 
 NOTES = "ANE_NOTES.md"
 PLACEMENT = f"{NOTES}, placement rules"

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch.fx import GraphModule
 
-from .errors import CaptureError, InputError
+from ..errors import CaptureError, InputError
 from .models import prepare
 
 aten = torch.ops.aten

@@ -24,9 +24,9 @@ import torch.fx._pytree as fx_pytree
 from torch.fx import GraphModule, Interpreter
 from torch.utils import _pytree as pytree
 
-from . import models
-from .capture import call, capture, split_inputs
-from .errors import InputError
+from ..errors import InputError
+from ..frontend import models
+from ..frontend.capture import call, capture, split_inputs
 
 PSNR_BAR = 60.0
 REL_BAR = 1e-4

@@ -14,8 +14,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from . import estimate as est
-from .errors import InputError
-from .mil import RESHAPE_FAMILY, load_spec, op_mix, program_inputs, program_ops
+from ..errors import InputError
+from ..coreml.mil import RESHAPE_FAMILY, load_spec, op_mix, program_inputs, program_ops
 from .placement import FLEXIBLE_INPUT, RULES, WEIGHTS_LIMIT, Program, input_findings, nbytes
 
 SEVERITY_ORDER = ("error", "off_ane", "slow")

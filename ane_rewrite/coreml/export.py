@@ -2,7 +2,7 @@
 
 Settings: ML Program, fp16 compute, static shapes (those of the example inputs), integer
 token inputs as int32 (coremltools' choice for int64 graph inputs), iOS 16 deployment target,
-coremltools' default pass pipeline plus ``coreml_fusion``'s channel LayerNorm fusion.
+coremltools' default pass pipeline plus ``fusion``'s channel LayerNorm fusion.
 Works on the original model or on a rewritten one. The model is not loaded after conversion
 (no Core ML runtime on Linux). ``progress=False`` silences coremltools' progress bars.
 """
@@ -15,9 +15,10 @@ from typing import Any
 
 import torch
 
-from . import compat, coreml_fusion, models
-from .capture import export_program
-from .errors import ExportError
+from ..errors import ExportError
+from ..frontend import models
+from ..frontend.capture import export_program
+from . import compat, fusion
 
 
 @contextlib.contextmanager
@@ -52,7 +53,7 @@ def export(model: torch.nn.Module, example_inputs: Any, path: str | Path | None 
                 compute_precision=ct.precision.FLOAT16,
                 minimum_deployment_target=ct.target.iOS16,
                 skip_model_load=True,
-                pass_pipeline=coreml_fusion.pipeline(),
+                pass_pipeline=fusion.pipeline(),
             )
     except Exception as exc:
         raise ExportError(f"coremltools could not convert {type(model).__name__}: "
