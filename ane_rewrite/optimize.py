@@ -44,18 +44,7 @@ def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int
                          "they cannot be combined with pipeline=")
     gm = capture(model, example_inputs)
     report: PipelineResult = pipeline(gm)
-    _views_to_reshapes(gm)
     gm.example_inputs = example_inputs
     gm.ane_report = report
     return gm
 
-
-def _views_to_reshapes(gm: GraphModule) -> None:
-    """Every ``view`` becomes a ``reshape`` (the same values; a view wherever the strides allow).
-    A captured view may depend on the strides its input had in the original graph; after a
-    rewrite, values are computed with other strides, and torch.export, re-tracing the module for
-    ``export``, checks them."""
-    for node in gm.graph.nodes:
-        if node.op == "call_function" and node.target is torch.ops.aten.view.default:
-            node.target = torch.ops.aten.reshape.default
-    gm.recompile()

@@ -127,5 +127,5 @@ def emit_broadcast_to(rw, t: Node, r: int) -> Node:
     channels-first form (rank padded to r first; size-1 axes stay broadcastable)."""
     t_shape = shape(t)
     if len(t_shape) < r:
-        t = rw.call(aten.view.default, t, [1] * (r - len(t_shape)) + list(t_shape))
+        t = rw.call(aten.reshape.default, t, [1] * (r - len(t_shape)) + list(t_shape))
     return emit_to(rw, t)

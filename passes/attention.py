@@ -274,7 +274,7 @@ def _rewrite_regrouped_add(rw, node: Node, m: dict) -> Node:
     mask = m["mask"]
     padded = [1] * (len(full) - len(shape(mask))) + list(shape(mask))
     if len(padded) != len(shape(mask)):
-        mask = rw.call(aten.view.default, mask, padded)
+        mask = rw.call(aten.reshape.default, mask, padded)
     expanded, target = list(padded), []
     for group in m["groups"]:
         kept = [a for a in group if padded[a] != 1]

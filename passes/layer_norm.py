@@ -45,9 +45,9 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
     rstd = rw.call(aten.rsqrt.default, rw.call(aten.add.Tensor, var, m["eps"]))
     out = rw.call(aten.mul.Tensor, rstd, centered)
     if m["weight"] is not None:
-        out = rw.call(aten.mul.Tensor, out, rw.call(aten.view.default, m["weight"], [c, 1, 1]))
+        out = rw.call(aten.mul.Tensor, out, rw.call(aten.reshape.default, m["weight"], [c, 1, 1]))
     if m["bias"] is not None:
-        out = rw.call(aten.add.Tensor, out, rw.call(aten.view.default, m["bias"], [c, 1, 1]))
+        out = rw.call(aten.add.Tensor, out, rw.call(aten.reshape.default, m["bias"], [c, 1, 1]))
     return emit_from(rw, out, m["r"])
 
 

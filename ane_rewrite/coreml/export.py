@@ -3,8 +3,12 @@
 Settings: ML Program, fp16 compute, static shapes (those of the example inputs), integer
 token inputs as int32 (coremltools' choice for int64 graph inputs), iOS 16 deployment target,
 coremltools' default pass pipeline plus ``fusion``'s channel LayerNorm fusion.
-Works on the original model or on a rewritten one. The model is not loaded after conversion
-(no Core ML runtime on Linux). ``progress=False`` silences coremltools' progress bars.
+
+What is converted: a model ``optimize`` returned (a captured ATen graph) is converted as it is
+(``program.exported_program``: no second capture, the graph the passes produced and ``verify``
+ran); any other module — the baseline, the model as is — is captured first, as ``optimize``
+captures it. The model is not loaded after conversion (no Core ML runtime on Linux).
+``progress=False`` silences coremltools' progress bars.
 """
 from __future__ import annotations
 
@@ -15,10 +19,11 @@ from typing import Any
 
 import torch
 
-from ..errors import ExportError
+from ..errors import ExportError, InputError
 from ..frontend import models
-from ..frontend.capture import export_program
+from ..frontend.capture import export_program, split_inputs
 from . import compat, fusion
+from .program import exported_program, is_captured
 
 
 @contextlib.contextmanager
@@ -38,13 +43,34 @@ def _quiet():
         ops._tqdm, pass_pipeline.tqdm = saved
 
 
+def _check_inputs(gm, example_inputs: Any) -> None:
+    """A captured graph has static shapes: the example inputs must be the ones it was built for."""
+    import torch.fx._pytree as fx_pytree
+
+    spec = getattr(getattr(gm.graph._codegen, "pytree_info", None), "in_spec", None)
+    expected = [n.meta["val"] for n in gm.graph.nodes if n.op == "placeholder"]
+    try:
+        given = fx_pytree.tree_flatten_spec(split_inputs(example_inputs), spec) if spec else None
+    except Exception as exc:  # pytree raises several types for a structure mismatch
+        raise InputError(f"example inputs do not have the structure the model was captured with: {exc}") from exc
+    if given is None:
+        return
+    for node_val, value, name in zip(expected, given, [n.name for n in gm.graph.nodes if n.op == "placeholder"]):
+        if isinstance(value, torch.Tensor) and (tuple(value.shape) != tuple(node_val.shape) or value.dtype != node_val.dtype):
+            raise InputError(f"input {name} is {tuple(value.shape)} {value.dtype}; the model was captured with "
+                             f"{tuple(node_val.shape)} {node_val.dtype} (shapes are static: optimize again for others)")
+
+
 def export(model: torch.nn.Module, example_inputs: Any, path: str | Path | None = None, *,
            progress: bool = True):
     import coremltools as ct
 
     compat.install()
-    prepared = models.prepare(copy.deepcopy(model))
-    program = export_program(prepared, example_inputs)
+    if is_captured(model):
+        _check_inputs(model, example_inputs)
+        program = exported_program(model)
+    else:
+        program = export_program(models.prepare(copy.deepcopy(model)), example_inputs)
     try:
         with contextlib.nullcontext() if progress else _quiet():
             mlmodel = ct.convert(

@@ -4,6 +4,8 @@
 decompositions *except* the ops the passes (and coremltools) want whole: linear, conv,
 layer_norm, softmax, attention, einsum, gelu, embedding, roll (coremltools converts
 roll whole; decomposed, it becomes index arithmetic with fmod, which it cannot convert).
+The captured graph's views are then made reshapes (``views_as_reshapes``). ``export_program``
+is the capture itself; Core ML export uses it for a model as is (the baseline).
 """
 from __future__ import annotations
 
@@ -68,4 +70,19 @@ def capture(model: torch.nn.Module, example_inputs: Any) -> GraphModule:
         raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
     copied = prepare(copy.deepcopy(model))
     gm = export_program(copied, example_inputs).module()
+    views_as_reshapes(gm)
     return gm
+
+
+def views_as_reshapes(gm: GraphModule) -> None:
+    """Every ``view`` becomes a ``reshape``: the same values, and no dependence on strides.
+
+    A captured ``view`` is valid for the strides its input had when it was traced (a fused
+    kernel's output laid out so that a later transpose is contiguous, say). The passes replace
+    values by others computed with other strides; in a graph of value semantics — which the
+    rewritten graph is, and what coremltools converts — a reshape says what the view meant.
+    The pipeline's lint keeps it so: no pass may add a ``view``."""
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target is aten.view.default:
+            node.target = aten.reshape.default
+    gm.recompile()

@@ -17,8 +17,12 @@ from .rules import Pass, PassResult
 
 
 def lint(gm: GraphModule) -> None:
+    """``Graph.lint``, a recorded value on every used node, and value semantics: no ``view``
+    (capture made every view a reshape; a view would depend on the strides of its input)."""
     gm.graph.lint()
     for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target is torch.ops.aten.view.default:
+            raise ValueError(f"node {node.name} is a view (views are reshapes in a rewritten graph)")
         used = bool(node.users)
         if node.op in ("call_function", "get_attr", "placeholder") and used and "val" not in node.meta:
             raise ValueError(f"node {node.name} ({node.target}) is used but has no recorded value")

@@ -210,7 +210,6 @@ class Pass:
         node.replace_all_uses_with(new)
         if not node.users:
             _erase_with_dead_inputs(gm, node)
-        _relax_views(new)
 
 
 def _erase_with_dead_inputs(gm: GraphModule, node: Node) -> None:
@@ -237,24 +236,3 @@ def _eliminate_dead_code(gm: GraphModule) -> None:
                 gm.graph.erase_node(node)
     gm.graph.eliminate_dead_code()
 
-
-_STRIDE_KEEPING = (aten.permute, aten.transpose, aten.select, aten.slice, aten.expand, aten.unsqueeze,
-                   aten.squeeze, aten.alias)
-
-
-def _relax_views(new: Node) -> None:
-    """A captured ``view`` may rely on the strides of the value it reads (e.g. a fused kernel's
-    output laid out so that a later transpose is contiguous). A replacement computes the same
-    values with its own strides, so the views that read it, directly or through stride-keeping
-    ops, become ``reshape`` (a view where the strides allow, a copy where they do not)."""
-    stack, seen = [new], set()
-    while stack:
-        n = stack.pop()
-        for user in list(n.users):
-            if user in seen:
-                continue
-            seen.add(user)
-            if user.op == "call_function" and user.target is aten.view.default:
-                user.target = aten.reshape.default
-            elif is_op(user, *_STRIDE_KEEPING):
-                stack.append(user)
