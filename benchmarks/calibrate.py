@@ -64,12 +64,12 @@ def main() -> None:
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
 
-    from ane_rewrite.analysis import estimate
-    from ane_rewrite.analysis import analyze
+    from ane_rewrite import hardware
+    from ane_rewrite.analysis import analyze, estimate
 
     directory = Path(args.exports or tempfile.mkdtemp(prefix="ane_calibrate_"))
     directory.mkdir(parents=True, exist_ok=True)
-    chip = estimate.CALIBRATION_PROFILE
+    chip = hardware.CALIBRATION_CHIP
     small = exports(directory, 128, 1)
     fitted = fit(*small, chip)
     print(f"fitted on {chip}, DistilBERT seq 128 batch 1: {fitted} (in use: {estimate.FITTED})")

@@ -2,7 +2,7 @@
 
 ``additive_mask`` turns an sdpa ``attn_mask`` (bool: keep where True; float: added to the
 logits) and ``is_causal`` into additive masks for the channels-first attention, rank ≤ 4: 0
-where a key is kept, ``MASKED`` (−1e4, finite in fp16) where it is not — never ``-inf`` or
+where a key is kept, ``hardware.MASKED_LOGIT`` (−1e4, finite in fp16) where it is not — never ``-inf`` or
 dtype-min. A bool mask can leave a query with no key at all; torch's sdpa returns zeros for it,
 and so does the lowering (``MaskPlan.zero_rows``, ``row_valid``). A float mask whose row is all
 dtype-min averages the values in torch; with −1e4 such a row attends by its logits instead
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import torch
 from torch.fx import Graph, GraphModule, Node
 
+from ane_rewrite.hardware import MASKED_LOGIT
 from ane_rewrite.rewrite.graph import aten, shape, val
 
-MASKED = -1e4
 PROBE_DRAWS = 4
 
 
@@ -86,7 +86,7 @@ def padding_form(gm: GraphModule, mask: Node) -> tuple[Node, torch.Tensor] | Non
 
 def _static_heads(rw, keep_BHQK: torch.Tensor) -> list[Node]:
     """A constant keep mask (Bs, Hs, Q, K) → one additive (Bs, K, 1, Q) constant per head."""
-    add = torch.where(keep_BHQK, 0.0, MASKED).permute(0, 1, 3, 2)  # (Bs, Hs, K, Q)
+    add = torch.where(keep_BHQK, 0.0, MASKED_LOGIT).permute(0, 1, 3, 2)  # (Bs, Hs, K, Q)
     return [rw.constant("mask", add[:, h].unsqueeze(2).contiguous()) for h in range(add.shape[1])]
 
 
@@ -99,7 +99,7 @@ class MaskPlan:
 def row_valid(rw, add_BK1Q: Node) -> Node:
     """1.0 where a query keeps at least one key, else 0.0: (Bm, 1, 1, Sq)."""
     best = rw.call(aten.amax.default, add_BK1Q, [1], True)
-    return rw.call(aten._to_copy.default, rw.call(aten.gt.Scalar, best, MASKED / 2), dtype=torch.float32)
+    return rw.call(aten._to_copy.default, rw.call(aten.gt.Scalar, best, MASKED_LOGIT / 2), dtype=torch.float32)
 
 
 def additive_mask(rw, mask: Node | None, is_causal: bool, sq: int, sk: int) -> MaskPlan | None:
@@ -119,10 +119,10 @@ def additive_mask(rw, mask: Node | None, is_causal: bool, sq: int, sk: int) -> M
     parts = [] if bool(static.all()) else _static_heads(rw, static)
     if pad is None:
         return MaskPlan(parts, zero_rows=False) if parts else None
-    # (B, Sk) ints → (B, Sk, 1, 1): 0 where p ≠ 0, MASKED where p = 0
+    # (B, Sk) ints → (B, Sk, 1, 1): 0 where p ≠ 0, MASKED_LOGIT where p = 0
     keep = rw.call(aten.clamp.default, rw.call(aten._to_copy.default, pad, dtype=torch.float32), 0.0, 1.0)
-    add = rw.call(aten.mul.Tensor, rw.call(aten.sub.Tensor, keep, 1.0), -MASKED)
-    pad_BK11 = rw.call(aten.view.default, add, [shape(pad)[0], shape(pad)[1], 1, 1])
+    add = rw.call(aten.mul.Tensor, rw.call(aten.sub.Tensor, keep, 1.0), -MASKED_LOGIT)
+    pad_BK11 = rw.call(aten.reshape.default, add, [shape(pad)[0], shape(pad)[1], 1, 1])
     adds = [rw.call(aten.add.Tensor, pad_BK11, part) for part in parts] or [pad_BK11]
     return MaskPlan(adds, zero_rows=val(mask).dtype == torch.bool)
 
@@ -131,9 +131,9 @@ def _model_mask(rw, mask: Node, static: torch.Tensor | None) -> list[Node]:
     """The model's own mask, converted: bool → (keep − 1)·1e4, float → clamped at −1e4."""
     if val(mask).dtype == torch.bool:
         keep = rw.call(aten._to_copy.default, mask, dtype=torch.float32)
-        add = rw.call(aten.mul.Tensor, rw.call(aten.sub.Tensor, keep, 1.0), -MASKED)
+        add = rw.call(aten.mul.Tensor, rw.call(aten.sub.Tensor, keep, 1.0), -MASKED_LOGIT)
     else:
-        add = rw.call(aten.clamp.default, mask, MASKED)
+        add = rw.call(aten.clamp.default, mask, MASKED_LOGIT)
     while len(shape(add)) < 4:
         add = rw.call(aten.unsqueeze.default, add, 0)
     add_BHKQ = rw.call(aten.permute.default, add, [0, 1, 3, 2])

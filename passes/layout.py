@@ -48,7 +48,7 @@ import torch
 from torch.fx import Node
 
 from ane_rewrite.rewrite.graph import VIEWS, arg, aten, is_op, normalize_dim, rank, readers, shape
-from ane_rewrite.analysis.placement import shape_bytes, touches_last_axis
+from ane_rewrite.hardware import shape_bytes, touches_last_axis
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from .cleanup import CANONICAL_RULES
@@ -60,7 +60,7 @@ from ._movement import block_swaps, emit_block_swaps, factorize, merged
 
 def _conv(rw, x_CF: Node, w_OI: Node, bias) -> Node:
     out_ch, in_ch = w_OI.meta["val"].shape
-    w_OI11 = rw.call(aten.view.default, w_OI, [out_ch, in_ch, 1, 1])
+    w_OI11 = rw.call(aten.reshape.default, w_OI, [out_ch, in_ch, 1, 1])
     return rw.call(aten.conv2d.default, x_CF, w_OI11, bias)
 
 

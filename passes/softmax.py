@@ -18,18 +18,17 @@ import operator
 
 from torch.fx import Node
 
+from ane_rewrite.hardware import ALIGNED_LAST_AXIS, COMPUTE_BYTES
 from ane_rewrite.rewrite.graph import aten, is_op, shape
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
-ALIGN = 32
-FP16_BYTES = 2
 
 
 def chunk_size(batch: int, keys: int, queries: int, max_queries: int, max_chunk_bytes: int) -> int:
     """Queries per chunk (≥ queries means one chunk: nothing to split)."""
-    by_bytes = max_chunk_bytes // max(1, batch * keys * FP16_BYTES)
+    by_bytes = max_chunk_bytes // max(1, batch * keys * COMPUTE_BYTES)
     size = min(max_queries, by_bytes)
-    return max(ALIGN, size // ALIGN * ALIGN) if size < queries else queries
+    return max(ALIGNED_LAST_AXIS, size // ALIGNED_LAST_AXIS * ALIGNED_LAST_AXIS) if size < queries else queries
 
 
 def _is_einsum(node, equation: str) -> bool:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from torch.fx import Node
 
+from ane_rewrite.hardware import NATIVE_RANK
 from ane_rewrite.rewrite.graph import aten, shape
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
@@ -29,12 +30,9 @@ from ._layouts import normalize_dims_ordered
 from ._movement import block_swaps, emit_block_swaps
 from .cleanup import CANONICAL_RULES, drop_clone
 
-MAX_RANK = 4
-
-
 def _match(node: Node) -> MatchResult:
     out_shape = shape(node)
-    if out_shape is None or len(out_shape) <= MAX_RANK:
+    if out_shape is None or len(out_shape) <= NATIVE_RANK:
         return MatchResult.skip()
     perm = normalize_dims_ordered(node.args[1], len(out_shape))
     return MatchResult.ok(x=node.args[0], steps=block_swaps(list(shape(node.args[0])), perm))

@@ -7,6 +7,7 @@ from torch import nn
 
 import ane_rewrite
 from ane_rewrite.analysis import report as analysis
+from ane_rewrite import hardware
 from ane_rewrite.analysis import estimate, placement
 from ane_rewrite.cli import main
 from ane_rewrite.errors import InputError
@@ -38,7 +39,7 @@ def test_baseline_names_batched_attention_linears_and_the_embedding_gather(tiny_
     assert len(lookups) == 1 and lookups[0].severity == "off_ane" and lookups[0].type == "gather"
     for f in base.findings:
         assert f.op and f.type and f.reason and f.severity in analysis.SEVERITY_ORDER
-        assert f.source.startswith(placement.NOTES)
+        assert f.source.startswith(hardware.DOC)
 
 
 def test_rewritten_names_only_what_remains(tiny_distilbert):
@@ -54,7 +55,7 @@ def test_estimates_are_per_chip(tiny_distilbert):
     """At this toy size the per-op cost dominates (the rewrite has more ops); the realistic-size
     comparison is in tests/test_cli.py and benchmarks/."""
     base, new, _ = tiny_distilbert
-    assert set(base.estimates) == set(estimate.PROFILES)
+    assert set(base.estimates) == set(hardware.CHIPS)
     for chip, e in base.estimates.items():
         assert e["latency_ms"] > e["ane_ms"] > 0 and new.estimates[chip]["latency_ms"] > 0
         assert e["peak_memory_mib"] >= e["weights_mib"] > 0

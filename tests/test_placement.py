@@ -2,6 +2,7 @@
 negative case (synthetic MIL programs; the end-to-end cases are in tests/test_analysis.py)."""
 import pytest
 
+from ane_rewrite import hardware
 from ane_rewrite.analysis import placement
 from ane_rewrite.analysis.report import _findings
 from ane_rewrite.coreml.mil import MilOp, MilValue
@@ -36,7 +37,7 @@ def test_every_rule_has_a_source_and_a_severity():
     ids = [r.id for r in placement.RULES]
     assert len(ids) == len(set(ids))
     for r in placement.RULES:
-        assert r.source.startswith(placement.NOTES) and r.severity in ("error", "off_ane", "slow") and r.consequence
+        assert r.source.startswith(hardware.DOC) and r.severity in ("error", "off_ane", "slow") and r.consequence
 
 
 def test_fp32_and_clean_fp16():

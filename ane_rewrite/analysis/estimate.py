@@ -11,9 +11,10 @@ a measurement: nothing here ran on a device.
 
 Peak memory = weights + the largest sum of live activations (padded) along the program order.
 
-Every number is in this file. Priors come from ../shared/ANE_NOTES.md and public specs; the
-two parameters in FITTED were solved so that the estimate reproduces Apple's DistilBERT
-figures at seq 128, batch 1 on iPhone 13 Pro Max (A15): 9.89 ms for the model as is and
+The hardware figures (chip profiles, dispatch and switch costs) are facts of
+``ane_rewrite.hardware``, with their sources (docs/ane.md, public specs); the estimator's own
+numbers are in this file. The two parameters in FITTED were solved so that the estimate
+reproduces Apple's DistilBERT figures at seq 128, batch 1 on iPhone 13 Pro Max (A15): 9.89 ms for the model as is and
 3.48 ms for the ANE-optimised form (our rewritten export stands in for Apple's hand port: same
 op mix). ``benchmarks/calibrate.py`` reruns the fit and reports the seq 512, batch 8 point,
 which was not fitted.
@@ -24,33 +25,9 @@ import math
 from dataclasses import asdict, dataclass
 
 from ..coreml.mil import MilOp
+from ..hardware import DISPATCH_US, SWITCH_US, ChipProfile
 from .placement import Program, nbytes
 
-
-@dataclass(frozen=True)
-class ChipProfile:
-    name: str
-    ane_tflops: float   # fp16 rate the ANE sustains (measured, or scaled from M1 by marketed TOPS)
-    dram_gbps: float    # DRAM bandwidth (public spec)
-    cache_mib: float = 4.0      # on-chip buffer for activations (M1 figure, assumed for all)
-    onchip_gbps: float = 400.0  # activation bandwidth inside that buffer (assumed)
-    cpu_gflops: float = 100.0   # what an op falling back to the CPU gets (assumed)
-
-
-# ANE_NOTES.md: measured fp16 GEMM M1 ≈ 3–4 TF/s, M4 ≈ 5; marketed A14/M1 11 TOPS, A15 15.8,
-# A16 17. A14 and A15/A16 rates are M1's 3.5 scaled by marketed TOPS. DRAM: LPDDR4X-4266 × 64 bit
-# (A14, A15), LPDDR5-6400 × 64 (A16), × 128 (M1, LPDDR4X), × 128 LPDDR5X-7500 (M4).
-PROFILES: dict[str, ChipProfile] = {p.name: p for p in (
-    ChipProfile("A14", 3.5, 34.1),
-    ChipProfile("A15", 5.0, 34.1),
-    ChipProfile("A16", 5.4, 51.2),
-    ChipProfile("M1", 3.5, 68.3),
-    ChipProfile("M4", 5.0, 120.0, cpu_gflops=200.0),
-)}
-CALIBRATION_PROFILE = "A15"  # iPhone 13 Pro Max, where Apple measured DistilBERT
-
-DISPATCH_US = 90.0        # per prediction (ANE_NOTES.md: 70–110 µs)
-SWITCH_US = 20.0          # per op off the ANE: a transfer each way (assumed)
 FITTED = {  # solved by benchmarks/calibrate.py (see the module docstring)
     "op_overhead_us": 1.45,             # fixed cost per op on the ANE
     "channels_last_efficiency": 0.2342,  # fraction of the ANE rate a (B, S, C) projection gets
@@ -71,9 +48,10 @@ def flops(op: MilOp, prog: Program) -> float:
         return 2.0 * n * w.shape[-1] if w else n
     if op.type == "matmul":
         x, y = prog.arg(op, "x"), prog.arg(op, "y")
-        transpose_x = bool(prog.const(op, "transpose_x"))
-        k = x.shape[-2] if transpose_x else x.shape[-1]
-        return 2.0 * n * k if x and y else n
+        if x is None or y is None or x.rank == 0:
+            return n
+        k = x.shape[-2] if prog.const(op, "transpose_x") and x.rank >= 2 else x.shape[-1]
+        return 2.0 * n * k
     if op.type == "einsum":
         eq = prog.const(op, "equation")
         values = [prog.values.get(i) for i in op.params.get("values", ())]

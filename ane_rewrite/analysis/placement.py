@@ -3,53 +3,30 @@
 A rule reads one MIL op (with the program around it, ``Program``) and returns the reason it
 applies, or None. Severities: ``error`` (conversion or compilation fails), ``off_ane`` (the op
 runs on the CPU or GPU, with a transfer each way), ``slow`` (stays on the ANE, but slower or
-larger than it needs to be). Sources are the sections of ../shared/ANE_NOTES.md, which cites
-Apple's articles and repositories, coremltools and community measurements.
+larger than it needs to be). Every limit is a fact of ``ane_rewrite.hardware``; every rule's
+source is a section of docs/ane.md (the table under "Placement rules", or a principle).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable
 
 from ..coreml.mil import RESHAPE_FAMILY, MilOp, MilValue
 
-NOTES = "ANE_NOTES.md"
-PLACEMENT = f"{NOTES}, placement rules"
-PRINCIPLE = f"{NOTES}, the four principles (Apple, 2022)"
-BYTES = {"FLOAT16": 2, "FLOAT32": 4, "INT32": 4, "INT8": 1, "UINT8": 1, "BOOL": 1, "INT16": 2,
-         "FLOAT64": 8, "INT64": 8}
-MAX_DIM = 16384
+from .. import hardware as hw
+from ..hardware import ELEMENT_BYTES, shape_bytes, touches_last_axis
+
+PLACEMENT = f"{hw.DOC}#placement-rules"
+PRINCIPLE = f"{hw.DOC}#principles"
 PADDING_MIN_WASTE = 64 * 1024  # bytes: smaller padded tensors are not worth a finding
-GATHERS = ("gather", "gather_nd", "gather_along_axis", "scatter", "scatter_nd", "scatter_along_axis")
-POOLS = ("avg_pool", "max_pool", "l2_pool")
-UPSAMPLES = ("upsample_nearest_neighbor", "upsample_bilinear")
 MATMULS = ("matmul", "linear", "conv", "einsum")
 SHAPE_OPS = ("const", "shape", "cast")  # not activations of their own
 
 
-def shape_bytes(shape: tuple[int, ...], itemsize: int = 2, padded: bool = False) -> int:
-    """Bytes of a tensor; ``padded``: the last axis rounded up to 64 bytes, as ANE buffers are."""
-    if not shape:
-        return itemsize
-    last = shape[-1] * itemsize
-    if padded:
-        last = -(-last // 64) * 64
-    return math.prod(shape[:-1]) * last
-
-
-def touches_last_axis(src: tuple, dst: tuple, perm: tuple | list | None = None) -> bool:
-    """Whether a transpose (``perm``) or a reshape from ``src`` to ``dst`` moves or resizes the
-    last axis: a memory copy on the ANE, whose buffers pad that axis."""
-    if perm is not None:
-        return bool(perm) and perm[-1] % len(src) != len(src) - 1
-    return bool(src) and bool(dst) and src[-1] != dst[-1]
-
-
 def nbytes(v: MilValue, padded: bool = False) -> int:
     """Bytes of a MIL value (see ``shape_bytes``); a flexible shape counts one element."""
-    size = BYTES.get(v.dtype, 4)
+    size = ELEMENT_BYTES.get(v.dtype, 4)
     if any(d < 0 for d in v.shape):
         return size
     return shape_bytes(v.shape, size, padded)
@@ -168,8 +145,8 @@ def _rank(limit, op, prog):
 
 def _large_dim(op, prog):
     for v in (*op.outputs, *(prog.values[i] for i in op.inputs if i in prog.values)):
-        if any(d > MAX_DIM for d in v.shape):
-            return f"{v.name} {list(v.shape)} has a dimension > {MAX_DIM}: split it"
+        if any(d > hw.MAX_DIM for d in v.shape):
+            return f"{v.name} {list(v.shape)} has a dimension > {hw.MAX_DIM}: split it"
     return None
 
 
@@ -178,7 +155,7 @@ def _padding(op, prog):
         if o.rank and o.shape[-1] > 0:
             waste = nbytes(o, padded=True) - nbytes(o)
             if waste >= PADDING_MIN_WASTE and nbytes(o, padded=True) >= 2 * nbytes(o):
-                return (f"last axis {o.shape[-1]} × {BYTES.get(o.dtype, 4)} bytes pads to 64: "
+                return (f"last axis {o.shape[-1]} × {ELEMENT_BYTES.get(o.dtype, 4)} bytes pads to {hw.LAST_AXIS_ALIGN_BYTES}: "
                         f"{nbytes(o, True) / nbytes(o):.0f}× the memory of {list(o.shape)}")
     return None
 
@@ -190,8 +167,8 @@ def _conv_kernel(op, prog):
     dil = dil if isinstance(dil, tuple) else (dil,) if dil else ()
     if any(d > 1 for d in dil):
         return f"dilation {list(dil)}"
-    if w is not None and w.rank == 4 and w.shape[-1] > 13:
-        return f"kernel width {w.shape[-1]} > 13"
+    if w is not None and w.rank == 4 and w.shape[-1] > hw.MAX_CONV_KERNEL_WIDTH:
+        return f"kernel width {w.shape[-1]} > {hw.MAX_CONV_KERNEL_WIDTH}"
     return None
 
 
@@ -204,7 +181,7 @@ def _pool(op, prog):
     kernel, strides = prog.const(op, "kernel_sizes"), prog.const(op, "strides")
     kernel = kernel if isinstance(kernel, tuple) else (kernel,) if kernel else ()
     strides = strides if isinstance(strides, tuple) else (strides,) if strides else ()
-    if any(k > 13 for k in kernel) or any(s > 2 for s in strides):
+    if any(k > hw.MAX_POOL_KERNEL for k in kernel) or any(s > hw.MAX_POOL_STRIDE for s in strides):
         return f"kernel {list(kernel)}, strides {list(strides)}"
     return None
 
@@ -212,7 +189,7 @@ def _pool(op, prog):
 def _upsample(op, prog):
     scales = [prog.const(op, p) for p in ("scale_factor_height", "scale_factor_width")]
     scales = [s for s in scales if isinstance(s, (int, float))]
-    return f"scale {max(scales)} > 2" if scales and max(scales) > 2 else None
+    return f"scale {max(scales)} > {hw.MAX_UPSAMPLE_SCALE}" if scales and max(scales) > hw.MAX_UPSAMPLE_SCALE else None
 
 
 def _softmax_axis(op, prog):
@@ -270,28 +247,28 @@ def _blockwise(op, prog):
 RULES: tuple[PlacementRule, ...] = (
     PlacementRule("fp32", (), "off_ane", "runs off the ANE (the ANE computes in fp16)",
                   f"{PLACEMENT}: fp32 tensors", _fp32),
-    PlacementRule("gather", GATHERS, "off_ane", "runs on the CPU",
-                  f"{PLACEMENT}: gather, gather_nd, scatter*; {NOTES}: roll in passes/windows.py", _gather),
-    PlacementRule("control_flow", ("cond", "while_loop"), "off_ane", "runs on the CPU",
+    PlacementRule("gather", hw.GATHER_OPS, "off_ane", "runs on the CPU",
+                  f"{PLACEMENT}: gather, gather_nd, scatter*; roll: passes/windows.py", _gather),
+    PlacementRule("control_flow", hw.CONTROL_FLOW_OPS, "off_ane", "runs on the CPU",
                   f"{PLACEMENT}: cond, while_loop", _always),
-    PlacementRule("unsupported_op", ("lstm", "gru", "rnn", "topk", "argsort", "non_zero", "cumsum", "band_part"),
+    PlacementRule("unsupported_op", hw.UNSUPPORTED_OPS,
                   "off_ane", "runs off the ANE", f"{PLACEMENT}: lstm, gru, rnn; topk, argsort, …", _always),
     PlacementRule("rank_above_5", (), "error", "Core ML rejects tensors of rank > 5",
-                  f"{PLACEMENT}: rank > 5", lambda op, prog: _rank(lambda r: r > 5, op, prog)),
+                  f"{PLACEMENT}: rank > 5", lambda op, prog: _rank(lambda r: r > hw.MAX_RANK, op, prog)),
     PlacementRule("rank_5", (), "slow", "rank-5 tensors run slower than rank ≤ 4 (the ANE is 4-D)",
-                  f"{PLACEMENT}: rank 5 is slower", lambda op, prog: _rank(lambda r: r == 5, op, prog)),
-    PlacementRule("dim_above_16384", MATMULS + ("gather",), "off_ane", "off the ANE or a compile failure",
-                  f"{PLACEMENT}: any dim > 16384", _large_dim),
-    PlacementRule("last_axis_padding", (), "slow", "the last axis is padded to 64 bytes in ANE buffers",
+                  f"{PLACEMENT}: rank 5 is slower", lambda op, prog: _rank(lambda r: r == hw.MAX_RANK, op, prog)),
+    PlacementRule(f"dim_above_{hw.MAX_DIM}", MATMULS + ("gather",), "off_ane", "off the ANE or a compile failure",
+                  f"{PLACEMENT}: any dim > {hw.MAX_DIM}", _large_dim),
+    PlacementRule("last_axis_padding", (), "slow", f"the last axis is padded to {hw.LAST_AXIS_ALIGN_BYTES} bytes in ANE buffers",
                   f"{PRINCIPLE}, 1 (data format)", _padding),
     PlacementRule("conv_kernel", ("conv",), "slow", "slow or a compile failure",
-                  f"{PLACEMENT}: conv dilation > 1, kernel width > 13", _conv_kernel),
+                  f"{PLACEMENT}: conv dilation > 1, kernel width > {hw.MAX_CONV_KERNEL_WIDTH}", _conv_kernel),
     PlacementRule("conv3d", ("conv",), "off_ane", "runs off the ANE", f"{PLACEMENT}: conv3d", _conv3d),
-    PlacementRule("pooling", POOLS, "off_ane", "runs off the ANE",
-                  f"{PLACEMENT}: pooling kernel > 13, stride > 2", _pool),
-    PlacementRule("upsample", UPSAMPLES, "off_ane", "runs off the ANE", f"{PLACEMENT}: upsample scale > 2",
+    PlacementRule("pooling", hw.POOL_OPS, "off_ane", "runs off the ANE",
+                  f"{PLACEMENT}: pooling kernel > {hw.MAX_POOL_KERNEL}, stride > {hw.MAX_POOL_STRIDE}", _pool),
+    PlacementRule("upsample", hw.UPSAMPLE_OPS, "off_ane", "runs off the ANE", f"{PLACEMENT}: upsample scale > {hw.MAX_UPSAMPLE_SCALE}",
                   _upsample),
-    PlacementRule("blockwise_quantisation", ("constexpr_blockwise_shift_scale",), "off_ane",
+    PlacementRule("blockwise_quantisation", hw.BLOCKWISE_QUANTISED_OPS, "off_ane",
                   "CPU fallback (per-channel quantisation is fine)", f"{PLACEMENT}: per-block quantised weights",
                   _blockwise),
     PlacementRule("softmax_axis", ("softmax",), "slow", "softmax over a spatial axis cannot be split",

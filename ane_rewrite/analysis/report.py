@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from . import estimate as est
+from .. import hardware as hw
 from ..errors import InputError
 from ..coreml.mil import RESHAPE_FAMILY, load_spec, op_mix, program_inputs, program_ops
 from .placement import FLEXIBLE_INPUT, RULES, WEIGHTS_LIMIT, Program, input_findings, nbytes
@@ -72,7 +73,7 @@ def _findings(prog: Program) -> list[Finding]:
         r = FLEXIBLE_INPUT
         found.append(Finding(v.name, "input", r.id, r.severity, reason, r.consequence, r.source))
     weights = prog.weight_bytes
-    if weights > 1e9:
+    if weights > hw.MAX_WEIGHTS_BYTES:
         r = WEIGHTS_LIMIT
         found.append(Finding("<model>", "model", r.id, r.severity, f"weights {weights / 1e9:.2f} GB",
                              r.consequence, r.source))
@@ -104,7 +105,7 @@ def _metrics(prog: Program) -> dict:
 
 def analyze(model, profiles: tuple[str, ...] | None = None, fitted: dict | None = None) -> Analysis:
     """``model``: an MLModel, its spec, or the path of a saved .mlpackage / .mlmodel;
-    ``profiles``: chip names of ``estimate.PROFILES`` (all by default); ``fitted``: trial values
+    ``profiles``: chip names of ``hardware.CHIPS`` (all by default); ``fitted``: trial values
     of the estimator's fitted parameters (the calibration uses it)."""
     try:
         spec = load_spec(model)
@@ -117,12 +118,12 @@ def analyze(model, profiles: tuple[str, ...] | None = None, fitted: dict | None 
     findings = _findings(prog)
     off_ane = {f.op for f in findings if f.severity == "off_ane"}
     channels_last = {f.op for f in findings if f.rule == "channels_last_linear"}
-    names = profiles or tuple(est.PROFILES)
-    unknown = [n for n in names if n not in est.PROFILES]
+    names = profiles or tuple(hw.CHIPS)
+    unknown = [n for n in names if n not in hw.CHIPS]
     if unknown:
-        raise InputError(f"unknown chip profile(s) {unknown}; known: {list(est.PROFILES)}")
+        raise InputError(f"unknown chip profile(s) {unknown}; known: {list(hw.CHIPS)}")
     fitted = {**est.FITTED, **(fitted or {})}
-    estimates = {n: est.estimate(prog, off_ane, channels_last, est.PROFILES[n], fitted).as_dict() for n in names}
+    estimates = {n: est.estimate(prog, off_ane, channels_last, hw.CHIPS[n], fitted).as_dict() for n in names}
     return Analysis(findings, _metrics(prog), estimates, fitted)
 
 
