@@ -75,6 +75,12 @@ def match_from(node: Node) -> tuple[Node, int] | None:
     return None
 
 
+def from_operand(node: Node) -> tuple[Node, int] | None:
+    """``node``'s first operand = from_r(y) → (y, r), else None (a ``requires`` pattern)."""
+    x = node.args[0] if node.args else None
+    return match_from(x) if isinstance(x, Node) else None
+
+
 def match_to(node: Node) -> tuple[Node, int] | None:
     """``node`` = to_r(x) for a channels-last x of rank r → (x, r), else None."""
     p = _permute_dims(node)

@@ -18,21 +18,18 @@ from __future__ import annotations
 from torch.fx import Node
 
 from ane_rewrite.rewrite.graph import arg, aten, shape
+from ane_rewrite.rewrite.match import requires
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
-from ._layouts import emit_from, match_from
-from .layout import PROPAGATION_RULES
+from ._layouts import emit_from, from_operand
+from ._propagation import PROPAGATION_RULES
 
 
-def _match(node: Node) -> MatchResult:
-    x = node.args[0]
+@requires(from_operand, decline="input is not in a channels-first layout region")
+def _match(node: Node, y: Node, r: int) -> MatchResult:
     normalized_shape = list(node.args[1])
     if len(normalized_shape) != 1:
         return MatchResult.fail(f"normalises over {len(normalized_shape)} axes; only the channel axis maps to dim 1")
-    f = match_from(x)
-    if f is None:
-        return MatchResult.fail("input is not in a channels-first layout region")
-    y, r = f
     return MatchResult.ok(y=y, r=r, channels=shape(y)[1], weight=arg(node, 2, "weight"),
                           bias=arg(node, 3, "bias"), eps=arg(node, 4, "eps", 1e-5))
 

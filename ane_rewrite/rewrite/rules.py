@@ -20,7 +20,7 @@ import torch
 from torch.fx import GraphModule, Node
 
 from ..errors import RewriteError
-from .graph import aten, fake_mode_of, infer_val, is_op
+from .graph import aten, fake_mode_of, infer_val
 
 MAX_SWEEPS = 200
 

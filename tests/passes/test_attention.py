@@ -221,14 +221,3 @@ def test_swin_window_attention_with_bias_and_shift_mask():
     assert max(_activation_ranks(fast)) <= 4  # (the constant shift mask folds away in the export)
     report = ane_rewrite.verify(model, fast, fast.example_inputs, draws=2)
     assert report.ok, report
-
-
-@pytest.mark.parametrize("outer,inner,groups", [
-    ((128, 3, 49, 49), (2, 64, 3, 49, 49), [[0, 1], [2], [3], [4]]),
-    ((6, 4), (2, 3, 4), [[0, 1], [2]]),
-    ((6, 4), (4, 6), None),
-])
-def test_regrouping_of_axes(outer, inner, groups):
-    from ane_rewrite.passes.attention import _groups
-
-    assert _groups(outer, inner) == groups

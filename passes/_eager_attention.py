@@ -1,0 +1,201 @@
+"""Eager attention, canonicalised for ``attention``'s per-head lowering.
+
+    matmul(softmax([masks +] [c ·] matmul(q, kᵀ)), v)   (the scale on the logits, on q or on k;
+                                                        masks before or after the scale)
+        → scaled_dot_product_attention(q, k, v, Σ masks (each scaled as it was), scale=c)
+    3-D (B·H, S, d) operands (nn.MultiheadAttention)    → read as (B, H, S, d), reshaped back
+    view(view(x, s) + m, shape(x))                       → x + reshape(expand(m), …)
+        (a mask added in a regrouped view of the logits: Swin's bias and shift mask)
+
+Why: one canonical form, so that ``sdpa_per_head`` is the only lowering; an eager product of
+every head at once is what the ANE runs worst (docs/ane.md#principles, 2).
+"""
+from __future__ import annotations
+
+import math
+
+from torch.fx import Node
+
+from ane_rewrite.rewrite.graph import VIEWS, aten, is_op, readers, shape
+from ane_rewrite.rewrite.rules import MatchResult, Rule
+
+from ._heads import head_channels, source_of
+
+
+def _scalar(node: Node):
+    """node = x · c or x / c for a Python number c → (x, factor), else None."""
+    if is_op(node, aten.mul.Tensor) and isinstance(node.args[1], (int, float)):
+        return node.args[0], float(node.args[1])
+    if is_op(node, aten.mul.Tensor) and isinstance(node.args[0], (int, float)):
+        return node.args[1], float(node.args[0])
+    if is_op(node, aten.div.Tensor) and isinstance(node.args[1], (int, float)) and node.args[1] != 0:
+        return node.args[0], 1.0 / float(node.args[1])
+    return None
+
+
+def _peel_logits(x: Node):
+    """softmax input = [masks +] [c ·] matmul(q, kᵀ), scales and masks in any order →
+    (matmul, scale, masks), each mask with the factor of the scales applied after it (a mask
+    added inside a scale is scaled with the logits); None if x is not of that form."""
+    scale, masks = 1.0, []
+    for _ in range(4):
+        if is_op(x, aten.matmul, aten.bmm) and len(readers(x)) == 1:
+            return x, scale, masks
+        peeled = _scalar(x)
+        if peeled is not None:  # outer to the masks found so far: it scales the logits only
+            x, factor = peeled
+            scale *= factor
+            continue
+        if is_op(x, aten.add.Tensor) and len(x.args) == 2 and not x.kwargs:
+            a, b = x.args
+            if not isinstance(a, Node) or not isinstance(b, Node):
+                return None
+            logits, mask = (a, b) if _leads_to_matmul(a) else (b, a)
+            masks.append((mask, scale))  # every scale peeled so far applies to this mask too
+            x = logits
+            continue
+        return None
+    return None
+
+
+def _leads_to_matmul(x: Node) -> bool:
+    while True:
+        if is_op(x, aten.matmul, aten.bmm):
+            return True
+        peeled = _scalar(x)
+        if peeled is not None:
+            x = peeled[0]
+        elif is_op(x, aten.add.Tensor) and isinstance(x.args[0], Node):
+            x = x.args[0]
+        else:
+            return False
+
+
+def _transposed(t):
+    return t.transpose(-1, -2)
+
+
+def _heads_of(q: Node, k_t: Node, v: Node, split: tuple[int, int] | None):
+    """Head analysis of an eager product's operands: 4-D as they are, or 3-D (B·H, S, d)
+    read as (B, H, S, d) with ``split = (B, H)``."""
+    if split is None:
+        return head_channels(q), head_channels(k_t, tail=_transposed), head_channels(v)
+    b, h = split
+
+    def as4(t):
+        return t.reshape(b, h, *t.shape[1:])
+
+    return (head_channels(q, tail=as4), head_channels(k_t, tail=lambda t: _transposed(as4(t))),
+            head_channels(v, tail=as4))
+
+
+def _match_eager(node: Node) -> MatchResult:
+    weights, v = node.args[:2]
+    if not (is_op(weights, aten.softmax, aten._softmax) and len(readers(weights)) == 1):
+        return MatchResult.skip()
+    r = len(shape(weights) or ())
+    if r not in (3, 4) or weights.args[1] not in (-1, r - 1):
+        return MatchResult.skip()
+    peeled = _peel_logits(weights.args[0])
+    if peeled is None:
+        return MatchResult.fail("softmax input is not [mask +] [scale ·] matmul(q, kᵀ)")
+    qk, scale, masks = peeled
+    q, k_t = qk.args[:2]
+    operands = []
+    for operand in (q, k_t):  # a scale applied to q or to k before the product
+        peeled_operand = _scalar(operand)
+        if peeled_operand is not None:
+            operand, factor = peeled_operand
+            scale *= factor
+        operands.append(operand)
+    q, k_t = operands
+    splits: list[tuple[int, int] | None] = [None]
+    if r == 3:  # (B·H, S, d): B is an outer axis of the projection the heads come from
+        bh = shape(q)[0]
+        y = shape(source_of(q)) or ()
+        splits = [(b, bh // b) for b in dict.fromkeys(y[:1] + y[3:]) if b and bh % b == 0]
+    for split in splits:
+        found = _heads_of(q, k_t, v, split)
+        if all(f is not None for f in found):
+            return MatchResult.ok(q=q, k_t=k_t, v=v, scale=scale, split=split, masks=masks)
+    names = "q, k and v" if r == 4 else "q, k and v (read as (B, H, S, d))"
+    return MatchResult.fail(f"{names} are not head splits of the channel axis of (B, C, 1, S) tensors")
+
+
+def _rewrite_eager(rw, node: Node, m: dict) -> Node:
+    q, k_t, v, split = m["q"], m["k_t"], m["v"], m["split"]
+    mask = None
+    for term, factor in m["masks"]:  # every additive term (bias, shift mask, padding) in one mask
+        if factor != 1.0:
+            term = rw.call(aten.mul.Tensor, term, factor)
+        mask = term if mask is None else rw.call(aten.add.Tensor, mask, term)
+    if split is not None:  # (B·H, S, d) → (B, H, S, d)
+        q, k_t, v = (rw.call(aten.reshape.default, t, [*split, *shape(t)[1:]]) for t in (q, k_t, v))
+        if mask is not None and len(shape(mask)) == 3 and shape(mask)[0] == split[0] * split[1]:
+            mask = rw.call(aten.reshape.default, mask, [*split, *shape(mask)[1:]])
+    k = rw.call(aten.permute.default, k_t, [0, 1, 3, 2])
+    out = rw.call(aten.scaled_dot_product_attention.default, q, k, v, mask, scale=m["scale"])
+    if split is not None:
+        out = rw.call(aten.reshape.default, out, list(shape(node)))
+    return out
+
+
+def _groups(outer: tuple, inner: tuple) -> list[list[int]] | None:
+    """inner = a regrouping of outer's axes (split or merged, order kept) → for each outer axis
+    the inner axes it spans; None when the two shapes are not such a regrouping."""
+    groups, j = [], 0
+    for size in outer:
+        group, prod = [], 1
+        while j < len(inner) and prod < size:
+            group.append(j)
+            prod *= inner[j]
+            j += 1
+        if prod != size:
+            return None
+        groups.append(group)
+    return groups if j == len(inner) else None
+
+
+def _match_regrouped_add(node: Node) -> MatchResult:
+    inner_add = node.args[0]
+    if not (is_op(inner_add, aten.add.Tensor) and len(readers(inner_add)) == 1 and not inner_add.kwargs):
+        return MatchResult.skip()
+    split, mask = inner_add.args
+    if not (is_op(split, *VIEWS) and isinstance(mask, Node)):
+        return MatchResult.skip()
+    x = split.args[0]
+    if shape(node) != shape(x) or shape(mask) is None or len(shape(mask)) > len(shape(split)):
+        return MatchResult.skip()
+    groups = _groups(shape(x), shape(split))
+    if groups is None:
+        return MatchResult.skip()
+    return MatchResult.ok(x=x, mask=mask, split_shape=shape(split), groups=groups)
+
+
+def _rewrite_regrouped_add(rw, node: Node, m: dict) -> Node:
+    full = list(m["split_shape"])
+    mask = m["mask"]
+    padded = [1] * (len(full) - len(shape(mask))) + list(shape(mask))
+    if len(padded) != len(shape(mask)):
+        mask = rw.call(aten.reshape.default, mask, padded)
+    expanded, target = list(padded), []
+    for group in m["groups"]:
+        kept = [a for a in group if padded[a] != 1]
+        if kept:  # the group merges into one axis: broadcast inside it must become real
+            for a in group:
+                expanded[a] = full[a]
+            target.append(math.prod(full[a] for a in group))
+        else:
+            target.append(1)
+    if expanded != padded:
+        mask = rw.call(aten.expand.default, mask, expanded)
+    mask = rw.call(aten.reshape.default, mask, target)
+    return rw.call(aten.add.Tensor, m["x"], mask)
+
+
+regrouped_mask_add = Rule(
+    "regrouped_mask_add", VIEWS, _match_regrouped_add, _rewrite_regrouped_add,
+    "view(view(x, s) + m, shape(x)) → x + reshape(expand(m), shape(x)-broadcastable)")
+
+eager_to_sdpa = Rule("eager_to_sdpa", (aten.matmul, aten.bmm), _match_eager, _rewrite_eager,
+                     "matmul(softmax([mask +] [c ·] matmul(q, kᵀ)), v) → sdpa(q, k, v, mask, scale=c)")

@@ -1,0 +1,57 @@
+"""passes/_eager_attention.py: eager attention → one sdpa call, and masks added in a regrouped view.
+
+    matmul ─ [·c] ─ [+mask] ─ softmax ─ matmul   →   sdpa(q, k, v, mask, scale=c)
+"""
+import pytest
+import torch
+
+from ane_rewrite.passes._eager_attention import _groups, eager_to_sdpa, regrouped_mask_add
+from ane_rewrite.passes.layout import layout
+from ane_rewrite.rewrite.rules import Pass
+from tests import zoo
+from tests.helpers import captured, count, outputs
+
+CANONICALISE = Pass("canonicalise", [regrouped_mask_add, eager_to_sdpa])
+
+
+@pytest.mark.parametrize("form", ["eager", "eager_q_scaled"])
+def test_eager_forms_become_one_sdpa_with_the_same_values(form):
+    module = zoo.SelfAttention(c=32, heads=4, form=form).eval()
+    example = (torch.randn(2, 9, 32),)
+    gm = captured(module, example)
+    layout(gm)  # the heads the canonical form needs are splits of (B, C, 1, S) projections
+    assert count(gm, "scaled_dot_product_attention") == 0
+    result = CANONICALISE(gm)
+    assert result.counts == {"eager_to_sdpa": 1}
+    assert count(gm, "scaled_dot_product_attention") == 1 and count(gm, "_softmax") + count(gm, "softmax") == 0
+    with torch.no_grad():
+        torch.testing.assert_close(outputs(gm, example), module(*example), rtol=1e-5, atol=1e-5)
+    assert not CANONICALISE(gm).changed
+
+
+def test_heads_that_are_no_split_of_a_projection_are_declined():
+    module = zoo.SelfAttention(c=32, heads=4, form="eager").eval()
+    result = CANONICALISE(captured(module, (torch.randn(2, 9, 32),)))  # no layout: (B, S, C) projections
+    assert not result.changed
+    assert [d.reason for d in result.declined] == [
+        "q, k and v are not head splits of the channel axis of (B, C, 1, S) tensors"]
+
+
+def test_a_softmax_not_over_a_product_is_declined_with_its_reason():
+    class NotAttention(torch.nn.Module):
+        def forward(self, x, v):
+            return torch.matmul(torch.softmax(x.exp(), dim=-1), v)
+
+    gm = captured(NotAttention().eval(), (torch.randn(2, 5, 5), torch.randn(2, 5, 3)))
+    result = CANONICALISE(gm)
+    assert not result.changed
+    assert [d.reason for d in result.declined] == ["softmax input is not [mask +] [scale ·] matmul(q, kᵀ)"]
+
+
+@pytest.mark.parametrize("outer,inner,groups", [
+    ((128, 3, 49, 49), (2, 64, 3, 49, 49), [[0, 1], [2], [3], [4]]),
+    ((6, 4), (2, 3, 4), [[0, 1], [2]]),
+    ((6, 4), (4, 6), None),
+])
+def test_regrouping_of_axes(outer, inner, groups):
+    assert _groups(outer, inner) == groups
