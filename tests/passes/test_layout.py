@@ -2,7 +2,6 @@
 
     linear(x_BSC) ─ gelu ─ linear      →   to ─ conv ─ gelu ─ conv ─ from
 """
-import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
@@ -290,51 +289,4 @@ def test_pixels_as_a_sequence_stay_channels_first():
     result = default_pipeline()(gm)
     assert result.counts()["layout"]["sink_spatial_view"] >= 1
     assert count(gm, "permute") == 0 and count(gm, "layer_norm") == 0  # a channel norm, no transposes
-    _close(gm, module, example)
-
-
-class WindowMlp(nn.Module):
-    """Conv → channels-last → rank-6 window partition → linear per window → reverse →
-    channels-first, shifted by a roll (Swin without the attention)."""
-
-    def __init__(self, c=8, window=(2, 3), shift=0):
-        super().__init__()
-        self.conv, self.fc, self.window, self.shift = nn.Conv2d(c, c, 1), nn.Linear(c, c), window, shift
-
-    def forward(self, x_BCHW):
-        y = self.conv(x_BCHW).permute(0, 2, 3, 1)
-        if self.shift:
-            y = torch.roll(y, (-self.shift, -self.shift), (1, 2))
-        b, h, w, c = y.shape
-        wh, ww = self.window
-        win = y.view(b, h // wh, wh, w // ww, ww, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, wh * ww, c)
-        win = self.fc(win).view(b, h // wh, w // ww, wh, ww, c).permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
-        if self.shift:
-            win = torch.roll(win, (self.shift, self.shift), (1, 2))
-        return x_BCHW + win.permute(0, 3, 1, 2)
-
-
-@pytest.mark.parametrize("shift", [0, 1])
-def test_window_partition_moves_the_channels_first_tensor(shift):
-    """Windows 32 wide: partition and reverse as block swaps of the (B, C, H, W) map move fewer
-    padded bytes than three transposes of the channels-last one."""
-    module, example = WindowMlp(window=(2, 32), shift=shift).eval(), (torch.randn(2, 8, 4, 64),)
-    gm = captured(module, example)
-    result = default_pipeline()(gm)
-    assert result.counts()["layout"]["movement_in_layout"] == 2  # partition and reverse
-    if shift:
-        assert sum(r.get("sink_cat", 0) for r in result.counts().values()) >= 2
-    # each of partition and reverse: two block swaps of the channels-first map, no conversions
-    assert count(gm, "permute") == 4 and count(gm, "roll") == 0
-    _close(gm, module, example)
-
-
-def test_narrow_windows_stay_channels_last():
-    """Windows 3 wide: block swaps of the channels-first map would leave a last axis of 3
-    (padded to 32 elements on the ANE); the channels-last partition is kept."""
-    module, example = WindowMlp(window=(2, 3)).eval(), (torch.randn(2, 8, 4, 6),)
-    gm = captured(module, example)
-    result = default_pipeline()(gm)
-    assert "movement_in_layout" not in result.counts()["layout"]
-    assert count(gm, "permute") == 6
     _close(gm, module, example)

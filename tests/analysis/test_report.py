@@ -8,7 +8,7 @@ from torch import nn
 import ane_rewrite
 from ane_rewrite.analysis import report as analysis
 from ane_rewrite import hardware
-from ane_rewrite.analysis import estimate, placement
+from ane_rewrite.analysis import placement
 from ane_rewrite.cli import main
 from ane_rewrite.errors import InputError
 from ane_rewrite.coreml.mil import MilOp, MilValue

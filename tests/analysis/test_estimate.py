@@ -1,0 +1,56 @@
+"""ane_rewrite/analysis/estimate.py: flops, per-op time on and off the ANE, the program estimate."""
+import pytest
+
+from ane_rewrite import hardware as hw
+from ane_rewrite.analysis import estimate as est
+from tests.analysis.programs import P
+
+
+def _conv_program(channels=64, seq=128):
+    p = P(inputs=(("x", (1, channels, 1, seq)),))
+    w = p.const("w", shape=(channels, channels, 1, 1), dtype="FLOAT16")
+    out = p.op("conv", (1, channels, 1, seq), x="x", weight=w)
+    return p, out
+
+
+def test_conv_flops_are_two_per_multiply_add():
+    p, _ = _conv_program(64, 128)
+    conv = p.ops[-1]
+    assert est.flops(conv, p.program()) == 2.0 * (64 * 128) * 64
+
+
+def test_matmul_flops_and_a_matmul_whose_operands_are_unknown():
+    p = P(inputs=(("a", (1, 4, 8, 16)), ("b", (1, 4, 16, 32))))
+    p.op("matmul", (1, 4, 8, 32), x="a", y="b")
+    assert est.flops(p.ops[-1], p.program()) == 2.0 * (4 * 8 * 32) * 16
+    q = P(inputs=())
+    q.op("matmul", (1, 4, 8, 32), x="missing", y="missing")  # the guard: no operand, no shape read
+    assert est.flops(q.ops[-1], q.program()) == 4 * 8 * 32
+
+
+def test_an_op_off_the_ane_pays_the_switch_and_cpu_rate():
+    p, _ = _conv_program()
+    conv, prog, chip = p.ops[-1], p.program(), hw.CHIPS["A15"]
+    on = est.op_time_us(conv, prog, chip, off_ane=False, channels_last=False)
+    off = est.op_time_us(conv, prog, chip, off_ane=True, channels_last=False)
+    assert off > hw.SWITCH_US and off > on > est.FITTED["op_overhead_us"]
+
+
+def test_channels_last_projections_run_at_a_fraction_of_the_rate():
+    p, _ = _conv_program(512, 512)  # large enough to be bound by compute, not bytes
+    conv, prog, chip = p.ops[-1], p.program(), hw.CHIPS["A15"]
+    native = est.op_time_us(conv, prog, chip, False, False) - est.FITTED["op_overhead_us"]
+    slow = est.op_time_us(conv, prog, chip, False, True) - est.FITTED["op_overhead_us"]
+    assert slow == pytest.approx(native / est.FITTED["channels_last_efficiency"], rel=1e-6)
+
+
+def test_the_program_estimate_adds_dispatch_and_counts_memory():
+    p, out = _conv_program()
+    prog = p.program()
+    e = est.estimate(prog, off_ane=set(), channels_last=set(), chip=hw.CHIPS["M1"])
+    assert e.latency_ms == pytest.approx(hw.DISPATCH_US / 1e3 + e.ane_ms + e.off_ane_ms)
+    assert e.off_ane_ops == 0 and e.off_ane_ms == 0
+    assert e.weights_mib == pytest.approx(64 * 64 * 2 / 2**20)
+    assert e.peak_memory_mib == pytest.approx(e.weights_mib + e.peak_activation_mib)
+    off = est.estimate(prog, off_ane={out}, channels_last=set(), chip=hw.CHIPS["M1"])
+    assert off.off_ane_ops == 1 and off.latency_ms > e.latency_ms
