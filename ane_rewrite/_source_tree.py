@@ -30,3 +30,4 @@ def map_passes() -> None:
     except BaseException:
         del sys.modules[NAME]
         raise
+    setattr(sys.modules[__package__], "passes", module)  # as the import system binds a subpackage

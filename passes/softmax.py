@@ -10,7 +10,7 @@ A chunk holds at most ``max_queries`` queries and at most ``max_chunk_bytes`` of
 (B · K · queries · 2 bytes); its size is rounded down to a multiple of 32 queries (64-byte aligned
 last axis in fp16), at least 32. The last chunk takes the remainder (never dropped). Defaults:
 512 queries, 1 MiB — a chunk's logits and softmax output together fit in half of the ~4 MiB
-on-chip cache reported for M1 (a prior to calibrate, see ANE_NOTES.md).
+on-chip cache reported for M1 (``hardware.ON_CHIP_CACHE_MIB``, a prior to calibrate).
 """
 from __future__ import annotations
 

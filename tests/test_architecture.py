@@ -112,3 +112,13 @@ def test_an_install_puts_only_ane_rewrite_top_level_with_its_passes(tmp_path):
     passes_file, top_level = done.stdout.split()[-2:]
     assert passes_file.startswith(str(site / "ane_rewrite" / "passes"))
     assert top_level == "True"  # no top-level passes anywhere on the path
+
+
+def test_in_a_checkout_the_passes_folder_is_ane_rewrite_passes():
+    import ane_rewrite.passes
+
+    assert Path(ane_rewrite.passes.__file__).resolve() == ROOT / "passes" / "__init__.py"
+    assert "passes" not in sys.modules
+    from ane_rewrite.passes.layout import layout
+
+    assert type(layout).__module__ == "ane_rewrite.rewrite.rules"
