@@ -12,6 +12,11 @@
     f(a, b, …) twice           → once               pure ATen calls with equal arguments
 
 Dead code goes at the end of every pass.
+
+Why: the other passes emit conversions and views that meet face to face; each left in place is
+an op, and a transpose or reshape that touches the last axis is a memory copy on the ANE
+(docs/ane.md#principles, 3). The canonical rules are shared with those passes
+(``CANONICAL_RULES``) so that pairs cancel in the same fixpoint that creates them.
 """
 from __future__ import annotations
 

@@ -19,3 +19,11 @@ def count(gm, name: str) -> int:
 def outputs(gm, example):
     with torch.no_grad():
         return gm(*example) if isinstance(example, tuple) else gm(**example)
+
+
+def doc_anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors of a Markdown text: lower case, punctuation dropped, spaces as hyphens."""
+    import re
+
+    heads = re.findall(r"^#+\s+(.+)$", markdown, flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in heads}

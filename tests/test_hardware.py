@@ -1,21 +1,15 @@
 """ane_rewrite/hardware.py: every fact has a source in docs/ane.md; the byte rules."""
 import ast
-import re
 from pathlib import Path
 
 from ane_rewrite import hardware as hw
+from tests.helpers import doc_anchors
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _anchors(markdown: str) -> set[str]:
-    """GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens."""
-    heads = re.findall(r"^#+\s+(.+)$", markdown, flags=re.M)
-    return {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in heads}
-
-
 def test_every_fact_cites_a_section_of_the_ane_document():
-    anchors = _anchors((ROOT / hw.DOC).read_text())
+    anchors = doc_anchors((ROOT / hw.DOC).read_text())
     facts = [name for name in vars(hw) if name.isupper() and name not in ("DOC", "SOURCES")]
     assert sorted(facts) == sorted(hw.SOURCES)
     for fact in facts:

@@ -1,17 +1,22 @@
 """ane_rewrite.analysis.placement: each rule of the table fires on the op it describes and not on its
 negative case (synthetic MIL programs; the end-to-end cases are in tests/analysis/test_report.py)."""
+from pathlib import Path
+
 import pytest
 
 from ane_rewrite import hardware
 from ane_rewrite.analysis import placement
 from tests.analysis.programs import P
+from tests.helpers import doc_anchors
 
 
-def test_every_rule_has_a_source_and_a_severity():
+def test_every_rule_has_a_source_in_the_ane_document_and_a_severity():
     ids = [r.id for r in placement.RULES]
     assert len(ids) == len(set(ids))
-    for r in placement.RULES:
-        assert r.source.startswith(hardware.DOC) and r.severity in ("error", "off_ane", "slow") and r.consequence
+    anchors = doc_anchors((Path(__file__).resolve().parents[2] / hardware.DOC).read_text())
+    for r in (*placement.RULES, placement.FLEXIBLE_INPUT, placement.WEIGHTS_LIMIT):
+        assert r.source.startswith(hardware.DOC + "#") and r.severity in ("error", "off_ane", "slow") and r.consequence
+        assert r.source[len(hardware.DOC) + 1:].split(":")[0].split(",")[0] in anchors, r.source
 
 
 def test_fp32_and_clean_fp16():
