@@ -5,24 +5,32 @@ from .attention import attention
 from .cleanup import cleanup
 from .layer_norm import layer_norm
 from .layout import layout
+from .rms_norm import rms_norm
+from .rotary import rotary
 from .softmax import make_softmax_pass, softmax
 from .windows import windows
 
 
 def default_pipeline(max_queries_per_chunk: int = 512, max_chunk_bytes: int = 1 << 20) -> Pipeline:
-    """windows → layout → attention → softmax → layer_norm → cleanup, with the constraints that
+    """windows → rms_norm → layout → rotary → attention → softmax → layer_norm → cleanup, with the
+    constraints that
     fix that order. The options set the softmax chunking (see ``passes/softmax.py``)."""
     return Pipeline(
-        [windows, layout, attention, make_softmax_pass(max_queries_per_chunk, max_chunk_bytes), layer_norm,
-         cleanup],
+        [windows, rms_norm, layout, rotary, attention, make_softmax_pass(max_queries_per_chunk, max_chunk_bytes),
+         layer_norm, cleanup],
         constraints=[
             ("windows", "layout", "layout's view rules and attention's head analysis see rank-≤4 chains"),
             ("layout", "attention", "attention lowers heads of the channel axis of (B, C, 1, S) projections"),
             ("attention", "softmax", "softmax chunks the per-head attention that attention emits"),
             ("layout", "layer_norm", "layer_norm rewrites norms whose input layout already moved to channels-first"),
+            ("rms_norm", "layout", "layout propagates the conversions rms_norm wraps each norm in"),
+            ("rms_norm", "attention", "q and k are head splits again once their per-head norms are channel norms"),
+            ("layout", "rotary", "rotary turns heads of the (B, C, 1, S) projections that layout made"),
+            ("rotary", "attention", "q and k are head splits again once rotated on the channels-first tensor"),
             ("layer_norm", "cleanup", "cleanup cancels the conversions that the earlier passes leave face to face"),
+            ("rms_norm", "cleanup", "cleanup cancels the conversions that the earlier passes leave face to face"),
         ],
     )
 
 
-__all__ = ["attention", "cleanup", "default_pipeline", "layer_norm", "layout", "make_softmax_pass", "softmax", "windows"]
+__all__ = ["attention", "cleanup", "default_pipeline", "layer_norm", "layout", "make_softmax_pass", "rms_norm", "rotary", "softmax", "windows"]

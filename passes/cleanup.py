@@ -9,6 +9,7 @@
     slice(x, d, 0, ≥ size, 1)  → x
     constant_pad_nd(x, [0, …]) → x                  (Swin pads to a window multiple, often by 0)
     clone(x)                   → x                  (used by ``windows``: a contiguity copy)
+    cat([x, empty, …], d)      → cat([x, …], d), or x   parts of size 0 along d (Phi-3's q[..., D:])
     f(a, b, …) twice           → once               pure ATen calls with equal arguments
 
 Dead code goes at the end of every pass.
@@ -108,6 +109,21 @@ def _match_noop_pad(node: Node) -> MatchResult:
     return MatchResult.ok(x=node.args[0])
 
 
+def _match_empty_cat_parts(node: Node) -> MatchResult:
+    parts, r = node.args[0], rank(node)
+    if r is None or not isinstance(parts, (list, tuple)):
+        return MatchResult.skip()
+    dim = normalize_dim(arg(node, 1, "dim", 0), r)
+    kept = [p for p in parts if not (isinstance(p, Node) and shape(p) is not None and shape(p)[dim] == 0)]
+    if len(kept) == len(parts) or not kept:
+        return MatchResult.skip()
+    return MatchResult.ok(kept=kept, dim=dim)
+
+
+def _drop_empty_parts(rw, node: Node, m: dict) -> Node:
+    return m["kept"][0] if len(m["kept"]) == 1 else rw.call(aten.cat.default, m["kept"], m["dim"])
+
+
 def _existing(rw, node, m):
     return m["x"]
 
@@ -160,11 +176,13 @@ drop_noop_pad = Rule("drop_noop_pad", (aten.constant_pad_nd,), _match_noop_pad, 
                      "constant_pad_nd(x, [0, …, 0]) → x")
 drop_clone = Rule("drop_clone", (aten.clone,), _match_clone, _existing,
                   "clone(x) → x: a functional graph needs no copies; views after it become reshapes")
+drop_empty_cat_parts = Rule("drop_empty_cat_parts", (aten.cat,), _match_empty_cat_parts, _drop_empty_parts,
+                            "cat([x, empty, …], d) → cat([x, …], d), or x")
 dedupe = Rule("dedupe", None, _match_cse, _existing, "a pure call repeated with equal arguments → one call")
 
 # The canonical forms: shared with the passes whose rewrites leave such pairs behind.
 CANONICAL_RULES = (fold_permute_chain, drop_identity_permute, cancel_unsqueeze_squeeze,
                    cancel_squeeze_unsqueeze, fold_view_chain, drop_noop_view, drop_noop_slice,
-                   drop_noop_pad)
+                   drop_noop_pad, drop_empty_cat_parts)
 
 cleanup = Pass("cleanup", [*CANONICAL_RULES, dedupe], __doc__)

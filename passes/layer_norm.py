@@ -34,13 +34,19 @@ def _match(node: Node, y: Node, r: int) -> MatchResult:
                           bias=arg(node, 3, "bias"), eps=arg(node, 4, "eps", 1e-5))
 
 
-def _rewrite(rw, node: Node, m: dict) -> Node:
-    y, c = m["y"], m["channels"]
+def emit_channel_norm(rw, y: Node, eps: float) -> Node:
+    """(y − mean₁(y)) · rsqrt(mean₁((y − mean₁(y))²) + eps): the form the export fuses into one
+    MIL ``layer_norm`` over axis 1 (``ane_rewrite.coreml.fusion``)."""
     mean = rw.call(aten.mean.dim, y, [1], True)
     centered = rw.call(aten.sub.Tensor, y, mean)
     var = rw.call(aten.mean.dim, rw.call(aten.mul.Tensor, centered, centered), [1], True)
-    rstd = rw.call(aten.rsqrt.default, rw.call(aten.add.Tensor, var, m["eps"]))
-    out = rw.call(aten.mul.Tensor, rstd, centered)
+    rstd = rw.call(aten.rsqrt.default, rw.call(aten.add.Tensor, var, eps))
+    return rw.call(aten.mul.Tensor, rstd, centered)
+
+
+def _rewrite(rw, node: Node, m: dict) -> Node:
+    y, c = m["y"], m["channels"]
+    out = emit_channel_norm(rw, y, m["eps"])
     if m["weight"] is not None:
         out = rw.call(aten.mul.Tensor, out, rw.call(aten.reshape.default, m["weight"], [c, 1, 1]))
     if m["bias"] is not None:

@@ -13,6 +13,7 @@ on the channels-first layout, so the export holds one copy of it):
                                             → from(conv2d(x_BC1S, W_IO.T.view(O, I, 1, 1), b))
         (x may also be (B, S, h, d) with h·d = I: a head merge folded into the flattening)
     addmm(b, x_BC, W_IO)                    → from(conv2d(x_BC11, W_IO.T.view(O, I, 1, 1), b))
+    matmul(x_BSC, permute(W, [1, 0]))       → from(conv2d(x_BC1S, W.view(O, I, 1, 1)))   (x @ W.T)
 
 where x_BC1S = to(x_BSC) and ``from`` is its inverse (see ``passes/_layouts.py``).
 
@@ -79,6 +80,22 @@ def _rewrite_linear(rw, node: Node, m: dict) -> Node:
 
 linear_to_conv = Rule("linear_to_conv", (aten.linear,), _match_linear, _rewrite_linear,
                       "linear(x, W, b) → from(conv2d(to(x), W.view(O, I, 1, 1), b))")
+
+
+def _match_weight_product(node: Node) -> MatchResult:
+    """x @ Wᵀ with W a rank-2 parameter (Falcon's ``input @ self.weight.T``): a linear."""
+    x, wt = node.args[:2]
+    if not (is_op(wt, aten.permute, aten.t) and isinstance(wt.args[0], Node) and wt.args[0].op == "get_attr"):
+        return MatchResult.skip()
+    if rank(wt.args[0]) != 2 or (is_op(wt, aten.permute) and list(wt.args[1]) != [1, 0]):
+        return MatchResult.skip()
+    if rank(x) not in RANKS:
+        return MatchResult.fail(f"input has rank {rank(x)}; only ranks 2, 3, 4 have a 4-D channels-first form")
+    return MatchResult.ok(x=x, w=wt.args[0], b=None)
+
+
+weight_product_to_conv = Rule("weight_product_to_conv", (aten.matmul,), _match_weight_product, _rewrite_linear,
+                              "matmul(x, Wᵀ) → from(conv2d(to(x), W.view(O, I, 1, 1)))")
 
 
 # ── addmm with a transposed weight (GPT-2's Conv1D) ───────────────────────────────────────
@@ -158,6 +175,6 @@ addmm_to_conv = Rule("addmm_to_conv", (aten.addmm,), _match_addmm_2d, _rewrite_a
 
 layout = Pass(
     "layout",
-    [linear_to_conv, addmm_flattened_to_conv, addmm_to_conv, *PROPAGATION_RULES],
+    [linear_to_conv, weight_product_to_conv, addmm_flattened_to_conv, addmm_to_conv, *PROPAGATION_RULES],
     __doc__,
 )

@@ -1,0 +1,119 @@
+"""RMSNorm as one channel LayerNorm: ``cat([y, −y])`` has mean zero, so its layer norm is y's
+RMS norm.
+
+    w · (x · rsqrt(mean₋₁(x²) + eps))        (x² as pow(x, 2) or x · x; w optional, any (C,)
+                                              tensor: Gemma's (1 + w) too)
+        → from(slice₁(norm₁(cat₁([y, −y])), 0, C) · w.view(C, 1, 1))     y = x's channels-first form
+
+    the same over the head axis of a head split x = view(z_BSC, [B, S, H, d]) (QK-norm):
+        → permute(reshape(reshape(slice₁(norm₁(cat₁([t, −t])), 0, d), [B, C, 1, S]) · tile_H(w),
+                          [B, H, d, S]), [0, 3, 1, 2])
+          with t = reshape(permute(x, [0, 2, 3, 1]), [B·H, d, 1, S]): each head normalised on its
+          own; the weight is applied on (B, C, 1, S), so q and k stay head splits of one tensor
+
+norm₁ is the channel norm ``layer_norm`` emits (mean over dim 1, the model's eps), which the
+export fuses into one MIL ``layer_norm``. Over 2C channels, mean(cat([y, −y])) = 0 and
+mean(cat([y, −y])²) = mean(y²): the value is the RMS norm's, to rounding. The pass runs before
+``layout``, on the model's own channels-last values: each norm is wrapped in ``to``/``from``
+conversions that layout's propagation then cancels against its neighbours'.
+
+Why: the pow/mean/rsqrt chain squares activations in fp16, which overflows once |x| > 256
+(docs/ane.md#modern-decoders); one layer_norm is one ANE op that normalises without forming x²
+in fp16 (the range it holds on the device is Apple's layer_norm's: not measured here).
+"""
+from __future__ import annotations
+
+from torch.fx import Node
+
+from ane_rewrite.rewrite.graph import VIEWS, arg, aten, is_op, normalize_dim, rank, readers, shape
+from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
+
+from ._layouts import RANKS, emit_from, emit_to
+from .layer_norm import emit_channel_norm
+
+
+def _square_of(node: Node) -> Node | None:
+    if is_op(node, aten.pow.Tensor_Scalar) and node.args[1] == 2:
+        return node.args[0]
+    if is_op(node, aten.mul.Tensor) and node.args[0] is node.args[1]:
+        return node.args[0]
+    return None
+
+
+def _normalised(node: Node):
+    """node = x · rsqrt(mean₋₁(x²) + eps) → (x, eps), else None."""
+    if not is_op(node, aten.mul.Tensor) or len(node.args) != 2:
+        return None
+    for x, r in (node.args, node.args[::-1]):
+        if not (is_op(r, aten.rsqrt) and is_op(r.args[0], aten.add.Tensor, aten.add.Scalar)):
+            continue
+        mean, eps = r.args[0].args[:2]
+        if not (is_op(mean, aten.mean.dim) and isinstance(eps, (int, float)) and arg(mean, 2, "keepdim", False)):
+            continue
+        dims = list(mean.args[1])
+        if len(dims) == 1 and normalize_dim(dims[0], rank(x)) == rank(x) - 1 and _square_of(mean.args[0]) is x:
+            return x, float(eps)
+    return None
+
+
+def _head_split(x: Node) -> tuple[Node, int] | None:
+    """x = view(z_BSC, [B, S, H, d]) (a head split of a projection) → (z, H), else None."""
+    if not is_op(x, *VIEWS) or rank(x) != 4 or rank(x.args[0]) != 3:
+        return None
+    z = x.args[0]
+    b, s_, h, d = shape(x)
+    return (z, h) if tuple(shape(z)) == (b, s_, h * d) else None
+
+
+def _match(node: Node) -> MatchResult:
+    if not readers(node):
+        return MatchResult.skip()  # read by metadata asserts only: dead
+    weight, normed = None, node
+    if _normalised(node) is None:
+        for w, n in (node.args, node.args[::-1]) if is_op(node, aten.mul.Tensor) else ():
+            if isinstance(n, Node) and _normalised(n) is not None and len(readers(n)) == 1 \
+                    and rank(w) == 1 and shape(w)[0] == shape(n)[-1]:
+                weight, normed = w, n
+                break
+        else:
+            return MatchResult.skip()
+    elif any(_match(u).matched for u in readers(node) if u.op == "call_function"):
+        return MatchResult.skip()  # the weight's product owns it
+    x, eps = _normalised(normed)
+    split = _head_split(x)
+    if split is not None:
+        return MatchResult.ok(x=x, z=split[0], heads=split[1], eps=eps, weight=weight)
+    if rank(x) not in RANKS:
+        return MatchResult.fail(f"normalises a rank-{rank(x)} tensor with no channels-first form")
+    return MatchResult.ok(x=x, eps=eps, weight=weight)
+
+
+def _rms_channels(rw, y: Node, eps: float) -> Node:
+    """The RMS norm over dim 1 of a 4-D channels-first y, as a layer norm of cat([y, −y])."""
+    both = rw.call(aten.cat.default, [y, rw.call(aten.neg.default, y)], 1)
+    return rw.call(aten.slice.Tensor, emit_channel_norm(rw, both, eps), 1, 0, shape(y)[1])
+
+
+def _rewrite(rw, node: Node, m: dict) -> Node:
+    w = m["weight"]
+    if "z" in m:  # per head: (B, S, H, d) → (B·H, d, 1, S), normalised, then (B, C, 1, S) for the weight
+        b, s, h, d = shape(m["x"])
+        t_BHdS = rw.call(aten.permute.default, m["x"], [0, 2, 3, 1])
+        normed = _rms_channels(rw, rw.call(aten.reshape.default, t_BHdS, [b * h, d, 1, s]), m["eps"])
+        out = rw.call(aten.reshape.default, normed, [b, h * d, 1, s])
+        if w is not None:
+            tiled = rw.call(aten.expand.default, rw.call(aten.reshape.default, w, [1, d]), [h, d])
+            out = rw.call(aten.mul.Tensor, out, rw.call(aten.reshape.default, tiled, [h * d, 1, 1]))
+        return rw.call(aten.permute.default, rw.call(aten.reshape.default, out, [b, h, d, s]), [0, 3, 1, 2])
+    x = m["x"]
+    y = emit_to(rw, x)
+    out = _rms_channels(rw, y, m["eps"])
+    if w is not None:
+        out = rw.call(aten.mul.Tensor, out, rw.call(aten.reshape.default, w, [shape(y)[1], 1, 1]))
+    return emit_from(rw, out, rank(x))
+
+
+rms_as_layer_norm = Rule("rms_as_layer_norm", (aten.mul,), _match, _rewrite,
+                         "[w ·] x · rsqrt(mean(x²) + eps) → from(slice(norm₁(cat([y, −y]))) [· w])")
+
+rms_norm = Pass("rms_norm", [rms_as_layer_norm], __doc__)

@@ -1,0 +1,31 @@
+"""Small modern decoders and encoders (random weights, 2 layers, hidden 128) for the tests."""
+import torch
+import transformers
+
+BASE = dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=4, num_key_value_heads=2,
+            intermediate_size=256, vocab_size=1000, max_position_embeddings=128, pad_token_id=0)
+
+# name: (transformers class, config overrides, RMSNorms, query heads per layer)
+FAMILIES = {
+    "llama": ("LlamaForCausalLM", {}, 5, 4),
+    "llama-base": ("LlamaModel", {}, 5, 4),
+    "qwen2": ("Qwen2ForCausalLM", {}, 5, 4),
+    "qwen3-qk-norm": ("Qwen3ForCausalLM", {}, 9, 4),
+    "gemma": ("GemmaForCausalLM", {"head_dim": 32}, 5, 4),
+    "mistral": ("MistralForCausalLM", {}, 5, 4),
+    "phi3-fused-qkv": ("Phi3ForCausalLM", {}, 5, 4),
+    "olmo2-qk-norm": ("Olmo2ForCausalLM", {}, 9, 4),
+    "gpt-neox-partial-rotary": ("GPTNeoXForCausalLM", {"rotary_pct": 0.25}, 0, 4),
+    "gpt-j-interleaved": ("GPTJForCausalLM", dict(n_layer=2, n_embd=128, n_head=4, rotary_dim=16, n_positions=128), 0, 4),
+    "modernbert": ("ModernBertModel", {"global_attn_every_n_layers": 1}, 0, 4),
+}
+
+
+def build(name: str):
+    cls_name, extra, _, _ = FAMILIES[name]
+    cls = getattr(transformers, cls_name)
+    config = cls.config_class(**dict(BASE, **extra))
+    config._attn_implementation = "sdpa"
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return cls(config).eval()

@@ -1,0 +1,44 @@
+"""Today's decoders and encoders (issue 12): rotary attention, RMSNorm, QK-norm, GQA, fused
+projections — every attention lowered, no linear and no RMSNorm chain left, equivalent."""
+import pytest
+
+import ane_rewrite
+from ane_rewrite.coreml import mil
+from ane_rewrite.frontend import models
+from tests.decoders import FAMILIES, build
+from ane_rewrite.rewrite.graph import aten, is_op
+from tests.helpers import count
+
+LAYERS = 2
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_every_attention_and_norm_is_lowered_and_the_model_is_equivalent(name):
+    model = build(name)
+    example = models.example_inputs(model, seq_len=32)
+    fast = ane_rewrite.optimize(model, example)
+    counts = fast.ane_report.counts()
+    _, _, norms, heads = FAMILIES[name]
+    assert counts["attention"].get("sdpa_per_head", 0) == LAYERS
+    assert counts["rms_norm"].get("rms_as_layer_norm", 0) == norms
+    for op in ("linear", "scaled_dot_product_attention"):
+        assert count(fast, op) == 0, op
+    assert count(fast, "_softmax") == LAYERS * heads
+    squares = [n for n in fast.graph.nodes if is_op(n, aten.pow) and n.args[1] == 2]  # an RMSNorm's x²
+    assert squares == []
+    report = ane_rewrite.verify(model, fast, example, draws=2)
+    assert report.ok and report.psnr >= 60 and report.max_rel <= 1e-4, report
+
+
+@pytest.mark.parametrize("name", ["qwen3-qk-norm", "phi3-fused-qkv"])
+def test_export_has_per_head_softmaxes_layer_norms_and_rank_4(name, tmp_path):
+    model = build(name)
+    example = models.example_inputs(model, seq_len=32)
+    fast = ane_rewrite.optimize(model, example)
+    ops = mil.program_ops(ane_rewrite.export(fast, example, tmp_path / "m.mlpackage", progress=False))
+    s, mix = mil.summary(ops), mil.op_mix(ops)
+    _, _, norms, heads = FAMILIES[name]
+    assert s["linear"] == 0 and s["max_rank"] <= 4 and s["softmax"] >= LAYERS * heads
+    assert mix["layer_norm"] == norms and mix["pow"] == 0 and mix["rsqrt"] == 0
+    batched = [op for op in ops if op.type == "matmul" and op.outputs[0].rank == 4]
+    assert batched == []
