@@ -61,6 +61,32 @@ ZOO = {
     "maxvit-pico": _timm("maxvit_pico_rw_256"),
     "efficientformer-l1": _timm("efficientformer_l1"),
     "mobilevit-xxs": _timm("mobilevit_xxs"),
+    # today's decoders and encoders (issue 12) at a realistic width: 2 layers, hidden ≥ 512 with
+    # the family's usual head size, vocabulary 32000, seq 128
+    **{name: _hf(cls, 128, num_hidden_layers=2, vocab_size=32000, max_position_embeddings=512, pad_token_id=0, **cfg)
+       for name, cls, cfg in (
+        ("llama-512", "LlamaForCausalLM", dict(hidden_size=512, num_attention_heads=8, num_key_value_heads=4,
+                                               intermediate_size=1536)),
+        ("qwen2-512", "Qwen2ForCausalLM", dict(hidden_size=512, num_attention_heads=8, num_key_value_heads=2,
+                                               intermediate_size=1536)),
+        ("qwen3-512", "Qwen3ForCausalLM", dict(hidden_size=512, num_attention_heads=4, num_key_value_heads=2,
+                                               head_dim=128, intermediate_size=1536)),
+        ("gemma-512", "GemmaForCausalLM", dict(hidden_size=512, num_attention_heads=2, num_key_value_heads=1,
+                                               head_dim=256, intermediate_size=2048)),
+        ("mistral-512", "MistralForCausalLM", dict(hidden_size=512, num_attention_heads=4, num_key_value_heads=2,
+                                                   head_dim=128, intermediate_size=1536)),
+        ("phi3-576", "Phi3ForCausalLM", dict(hidden_size=576, num_attention_heads=6, num_key_value_heads=6,
+                                             intermediate_size=1536)),
+        ("olmo2-512", "Olmo2ForCausalLM", dict(hidden_size=512, num_attention_heads=8, num_key_value_heads=8,
+                                               intermediate_size=1536)),
+        ("gpt-neox-512", "GPTNeoXForCausalLM", dict(hidden_size=512, num_attention_heads=8, intermediate_size=2048,
+                                                    rotary_pct=0.25)),
+        ("gpt-j-512", "GPTJForCausalLM", dict(n_embd=512, n_head=8, n_layer=2, rotary_dim=32, n_positions=512)),
+        ("falcon-512", "FalconForCausalLM", dict(hidden_size=512, num_attention_heads=8, num_kv_heads=2,
+                                                 new_decoder_architecture=True)),
+        ("modernbert-512", "ModernBertModel", dict(hidden_size=512, num_attention_heads=8, intermediate_size=1536,
+                                                   global_attn_every_n_layers=1)),
+    )},
 }
 
 

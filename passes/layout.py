@@ -33,6 +33,7 @@ import math
 
 from torch.fx import Node
 
+from ane_rewrite.hardware import MAX_DIM
 from ane_rewrite.rewrite.graph import VIEWS, arg, aten, is_op, rank, readers, shape
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
@@ -48,12 +49,24 @@ def _conv(rw, x_CF: Node, w_OI: Node, bias) -> Node:
 
 # ── linear ────────────────────────────────────────────────────────────────────────────────
 
+def _too_wide(w_shape) -> str | None:
+    """A projection with a dimension over the ANE's limit runs off the ANE as a conv or as a
+    linear alike; converting it would only add the copies of its conversions (an LM head's
+    (B, V, 1, S) → (B, S, V) is the largest tensor of a decoder). Splitting it is another rewrite."""
+    if max(w_shape) > MAX_DIM:
+        return (f"weight {tuple(w_shape)} has a dimension > {MAX_DIM}: no single ANE conv holds it "
+                "(docs/ane.md#placement-rules); left as it is")
+    return None
+
+
 def _match_linear(node: Node) -> MatchResult:
     x, w = node.args[0], node.args[1]
     if rank(x) not in RANKS:
         return MatchResult.fail(f"input has rank {rank(x)}; only ranks 2, 3, 4 have a 4-D channels-first form")
     if rank(w) != 2:
         return MatchResult.fail(f"weight has rank {rank(w)}, not 2")
+    if _too_wide(shape(w)):
+        return MatchResult.fail(_too_wide(shape(w)))
     return MatchResult.ok(x=x, w=w, b=arg(node, 2, "bias"))
 
 
@@ -91,6 +104,8 @@ def _match_weight_product(node: Node) -> MatchResult:
         return MatchResult.skip()
     if rank(x) not in RANKS:
         return MatchResult.fail(f"input has rank {rank(x)}; only ranks 2, 3, 4 have a 4-D channels-first form")
+    if _too_wide(shape(wt.args[0])):
+        return MatchResult.fail(_too_wide(shape(wt.args[0])))
     return MatchResult.ok(x=x, w=wt.args[0], b=None)
 
 
@@ -108,6 +123,8 @@ def _addmm_parts(mm: Node) -> MatchResult:
     bias, x2, w_IO = mm.args[:3]
     if rank(bias) != 1:
         return MatchResult.fail(f"addmm bias of rank {rank(bias)}, not a per-output vector")
+    if rank(w_IO) == 2 and _too_wide(shape(w_IO)):
+        return MatchResult.fail(_too_wide(shape(w_IO)))
     return MatchResult.ok(bias=bias, x2=x2, w=w_IO)
 
 

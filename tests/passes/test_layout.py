@@ -290,3 +290,14 @@ def test_pixels_as_a_sequence_stay_channels_first():
     assert result.counts()["layout"]["sink_spatial_view"] >= 1
     assert count(gm, "permute") == 0 and count(gm, "layer_norm") == 0  # a channel norm, no transposes
     _close(gm, module, example)
+
+
+def test_a_projection_wider_than_the_ane_limit_stays_a_linear_with_its_reason():
+    """An LM head of 16385 classes runs off the ANE as a conv or a linear alike; converting it
+    would only add the copies of its (B, V, 1, S) → (B, S, V) conversion."""
+    head = nn.Linear(8, 16385, bias=False)
+    module, example = nn.Sequential(nn.Linear(8, 8), nn.GELU(), head).eval(), (torch.randn(1, 3, 8),)
+    gm, result = _run(module, example)
+    assert result.counts["linear_to_conv"] == 1 and count(gm, "linear") == 1
+    assert any("has a dimension > 16384" in d.reason for d in result.declined)
+    _close(gm, module, example)
