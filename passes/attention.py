@@ -61,7 +61,7 @@ def _match_sdpa(node: Node) -> MatchResult:
     if hk != hv or hq % hk:
         return MatchResult.fail(f"{hq} query heads, {hk} key and {hv} value heads: no grouping")
     if hk != hq:
-        if not arg(node, 7, "enable_gqa", False):
+        if hk != 1 and not arg(node, 7, "enable_gqa", False):  # one k/v head broadcasts (multi-query)
             return MatchResult.fail("fewer key/value heads than query heads without enable_gqa")
         group = hq // hk  # grouped-query attention: query head h reads key/value head h // group
         for n in "kv":

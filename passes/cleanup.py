@@ -10,6 +10,8 @@
     constant_pad_nd(x, [0, …]) → x                  (Swin pads to a window multiple, often by 0)
     clone(x)                   → x                  (used by ``windows``: a contiguity copy)
     cat([x, empty, …], d)      → cat([x, …], d), or x   parts of size 0 along d (Phi-3's q[..., D:])
+    x[..., [i, i+1, …], ...]   → slice(x, d, i, i + n)  a constant index of consecutive entries on
+                                                      one axis (Falcon's qkv[:, :, :, [-2]])
     f(a, b, …) twice           → once               pure ATen calls with equal arguments
 
 Dead code goes at the end of every pass.
@@ -124,6 +126,38 @@ def _drop_empty_parts(rw, node: Node, m: dict) -> Node:
     return m["kept"][0] if len(m["kept"]) == 1 else rw.call(aten.cat.default, m["kept"], m["dim"])
 
 
+def _constant(node):
+    """The tensor a node holds when it is a module attribute (through copies), else None."""
+    while is_op(node, aten.clone, aten.alias, aten.lift_fresh_copy):
+        node = node.args[0]
+    if not (isinstance(node, Node) and node.op == "get_attr"):
+        return None
+    value = node.graph.owning_module
+    for part in node.target.split("."):
+        value = getattr(value, part, None)
+    return value if isinstance(value, torch.Tensor) else None
+
+
+def _match_index_slice(node: Node) -> MatchResult:
+    x, indices = node.args[:2]
+    given = [(d, i) for d, i in enumerate(indices) if i is not None]
+    if len(given) != 1 or rank(x) is None:
+        return MatchResult.skip()
+    dim, idx = given[0]
+    value = _constant(idx)
+    if value is None or value.dim() != 1 or value.is_floating_point() or value.numel() == 0:
+        return MatchResult.skip()
+    size = shape(x)[dim]
+    at = [int(v) % size for v in value.tolist()]
+    if at != list(range(at[0], at[0] + len(at))):
+        return MatchResult.skip()
+    return MatchResult.ok(x=x, dim=dim, start=at[0], end=at[0] + len(at))
+
+
+def _index_as_slice(rw, node: Node, m: dict) -> Node:
+    return rw.call(aten.slice.Tensor, m["x"], m["dim"], m["start"], m["end"])
+
+
 def _existing(rw, node, m):
     return m["x"]
 
@@ -178,11 +212,13 @@ drop_clone = Rule("drop_clone", (aten.clone,), _match_clone, _existing,
                   "clone(x) → x: a functional graph needs no copies; views after it become reshapes")
 drop_empty_cat_parts = Rule("drop_empty_cat_parts", (aten.cat,), _match_empty_cat_parts, _drop_empty_parts,
                             "cat([x, empty, …], d) → cat([x, …], d), or x")
+index_as_slice = Rule("index_as_slice", (aten.index.Tensor,), _match_index_slice, _index_as_slice,
+                      "x[..., constant consecutive indices, ...] → slice(x, d, i, i + n)")
 dedupe = Rule("dedupe", None, _match_cse, _existing, "a pure call repeated with equal arguments → one call")
 
 # The canonical forms: shared with the passes whose rewrites leave such pairs behind.
 CANONICAL_RULES = (fold_permute_chain, drop_identity_permute, cancel_unsqueeze_squeeze,
                    cancel_squeeze_unsqueeze, fold_view_chain, drop_noop_view, drop_noop_slice,
-                   drop_noop_pad, drop_empty_cat_parts)
+                   drop_noop_pad, drop_empty_cat_parts, index_as_slice)
 
 cleanup = Pass("cleanup", [*CANONICAL_RULES, dedupe], __doc__)

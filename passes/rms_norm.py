@@ -5,7 +5,8 @@ RMS norm.
                                               tensor: Gemma's (1 + w) too)
         → from(slice₁(norm₁(cat₁([y, −y])), 0, C) · w.view(C, 1, 1))     y = x's channels-first form
 
-    the same over the head axis of a head split x = view(z_BSC, [B, S, H, d]) (QK-norm):
+    the same over the head axis of a head split x = view(z_BSC, [B, S, H, d]) (QK-norm; or of its
+    (B, H, S, d) transpose, as Gemma 3 normalises):
         → permute(reshape(reshape(slice₁(norm₁(cat₁([t, −t])), 0, d), [B, C, 1, S]) · tile_H(w),
                           [B, H, d, S]), [0, 3, 1, 2])
           with t = reshape(permute(x, [0, 2, 3, 1]), [B·H, d, 1, S]): each head normalised on its
@@ -56,13 +57,15 @@ def _normalised(node: Node):
     return None
 
 
-def _head_split(x: Node) -> tuple[Node, int] | None:
-    """x = view(z_BSC, [B, S, H, d]) (a head split of a projection) → (z, H), else None."""
-    if not is_op(x, *VIEWS) or rank(x) != 4 or rank(x.args[0]) != 3:
+def _head_split(x: Node) -> tuple[Node, bool] | None:
+    """x = view(z_BSC, [B, S, H, d]) (a head split of a projection), or its permute(…, [0, 2, 1, 3])
+    (B, H, S, d) → (the (B, S, H, d) view, whether x is heads-first), else None."""
+    heads_first = is_op(x, aten.permute) and rank(x) == 4 and list(x.args[1]) == [0, 2, 1, 3]
+    v = x.args[0] if heads_first else x
+    if not is_op(v, *VIEWS) or rank(v) != 4 or rank(v.args[0]) != 3:
         return None
-    z = x.args[0]
-    b, s_, h, d = shape(x)
-    return (z, h) if tuple(shape(z)) == (b, s_, h * d) else None
+    b, s_, h, d = shape(v)
+    return (v, heads_first) if tuple(shape(v.args[0])) == (b, s_, h * d) else None
 
 
 def _match(node: Node) -> MatchResult:
@@ -82,7 +85,7 @@ def _match(node: Node) -> MatchResult:
     x, eps = _normalised(normed)
     split = _head_split(x)
     if split is not None:
-        return MatchResult.ok(x=x, z=split[0], heads=split[1], eps=eps, weight=weight)
+        return MatchResult.ok(x=split[0], heads_first=split[1], eps=eps, weight=weight)
     if rank(x) not in RANKS:
         return MatchResult.fail(f"normalises a rank-{rank(x)} tensor with no channels-first form")
     return MatchResult.ok(x=x, eps=eps, weight=weight)
@@ -96,7 +99,7 @@ def _rms_channels(rw, y: Node, eps: float) -> Node:
 
 def _rewrite(rw, node: Node, m: dict) -> Node:
     w = m["weight"]
-    if "z" in m:  # per head: (B, S, H, d) → (B·H, d, 1, S), normalised, then (B, C, 1, S) for the weight
+    if "heads_first" in m:  # per head: (B, S, H, d) → (B·H, d, 1, S), normalised, (B, C, 1, S) for the weight
         b, s, h, d = shape(m["x"])
         t_BHdS = rw.call(aten.permute.default, m["x"], [0, 2, 3, 1])
         normed = _rms_channels(rw, rw.call(aten.reshape.default, t_BHdS, [b * h, d, 1, s]), m["eps"])
@@ -104,7 +107,8 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
         if w is not None:
             tiled = rw.call(aten.expand.default, rw.call(aten.reshape.default, w, [1, d]), [h, d])
             out = rw.call(aten.mul.Tensor, out, rw.call(aten.reshape.default, tiled, [h * d, 1, 1]))
-        return rw.call(aten.permute.default, rw.call(aten.reshape.default, out, [b, h, d, s]), [0, 3, 1, 2])
+        order = [0, 1, 3, 2] if m["heads_first"] else [0, 3, 1, 2]  # (B, H, S, d) or (B, S, H, d)
+        return rw.call(aten.permute.default, rw.call(aten.reshape.default, out, [b, h, d, s]), order)
     x = m["x"]
     y = emit_to(rw, x)
     out = _rms_channels(rw, y, m["eps"])

@@ -12,12 +12,15 @@ FAMILIES = {
     "qwen2": ("Qwen2ForCausalLM", {}, 5, 4),
     "qwen3-qk-norm": ("Qwen3ForCausalLM", {}, 9, 4),
     "gemma": ("GemmaForCausalLM", {"head_dim": 32}, 5, 4),
-    "mistral": ("MistralForCausalLM", {}, 5, 4),
+    "mistral-sliding-window": ("MistralForCausalLM", {"sliding_window": 8}, 5, 4),
+    "gemma3-qk-norm-after-transpose": ("Gemma3ForCausalLM", {"head_dim": 32, "sliding_window": 8}, 13, 4),
     "phi3-fused-qkv": ("Phi3ForCausalLM", {}, 5, 4),
     "olmo2-qk-norm": ("Olmo2ForCausalLM", {}, 9, 4),
     "gpt-neox-partial-rotary": ("GPTNeoXForCausalLM", {"rotary_pct": 0.25}, 0, 4),
     "gpt-j-interleaved": ("GPTJForCausalLM", dict(n_layer=2, n_embd=128, n_head=4, rotary_dim=16, n_positions=128), 0, 4),
-    "modernbert": ("ModernBertModel", {"global_attn_every_n_layers": 1}, 0, 4),
+    "modernbert-local-global": ("ModernBertModel", {"global_attn_every_n_layers": 2, "local_attention": 8}, 0, 4),
+    "falcon-gqa": ("FalconForCausalLM", {"new_decoder_architecture": True, "num_kv_heads": 2}, 0, 4),
+    "falcon-multi-query": ("FalconForCausalLM", {"multi_query": True, "new_decoder_architecture": False}, 0, 4),
 }
 
 

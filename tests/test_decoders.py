@@ -26,11 +26,14 @@ def test_every_attention_and_norm_is_lowered_and_the_model_is_equivalent(name):
     assert count(fast, "_softmax") == LAYERS * heads
     squares = [n for n in fast.graph.nodes if is_op(n, aten.pow) and n.args[1] == 2]  # an RMSNorm's x²
     assert squares == []
+    products = [n for n in fast.graph.nodes if is_op(n, aten.matmul, aten.bmm)
+                and all(a.op != "get_attr" for a in n.all_input_nodes)]  # a tied LM head reads its weight
+    assert products == []
     report = ane_rewrite.verify(model, fast, example, draws=2)
     assert report.ok and report.psnr >= 60 and report.max_rel <= 1e-4, report
 
 
-@pytest.mark.parametrize("name", ["qwen3-qk-norm", "phi3-fused-qkv"])
+@pytest.mark.parametrize("name", ["qwen3-qk-norm", "phi3-fused-qkv", "mistral-sliding-window"])
 def test_export_has_per_head_softmaxes_layer_norms_and_rank_4(name, tmp_path):
     model = build(name)
     example = models.example_inputs(model, seq_len=32)
@@ -40,5 +43,6 @@ def test_export_has_per_head_softmaxes_layer_norms_and_rank_4(name, tmp_path):
     _, _, norms, heads = FAMILIES[name]
     assert s["linear"] == 0 and s["max_rank"] <= 4 and s["softmax"] >= LAYERS * heads
     assert mix["layer_norm"] == norms and mix["pow"] == 0 and mix["rsqrt"] == 0
+    assert s["gather"] == 1  # the embedding lookup: no mask is built with a gather
     batched = [op for op in ops if op.type == "matmul" and op.outputs[0].rank == 4]
     assert batched == []

@@ -25,7 +25,30 @@ CASES = [
     ("no-op view", lambda x: x.view(2, 3, 5).relu(), "drop_noop_view", "view"),
     ("repeated call", lambda x: x.exp() + x.exp(), "dedupe", None),
     ("zero padding", lambda x: torch.nn.functional.pad(x, (0, 0, 0, 0)).relu(), "drop_noop_pad", "constant_pad_nd"),
+    ("empty concat part", lambda x: torch.cat([x.relu(), x[..., 5:]], -1), "drop_empty_cat_parts", "cat"),
 ]
+
+
+class ConstantIndex(nn.Module):
+    """Falcon's qkv[:, :, [-2]]: a constant index of consecutive entries is a slice."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def forward(self, x):
+        return x[:, :, torch.tensor(self.at)].relu()
+
+
+@pytest.mark.parametrize("at,fires", [([-2], True), ([1, 2, 3], True), ([0, 2], False), ([3, 1], False)])
+def test_a_constant_index_of_consecutive_entries_is_a_slice(at, fires):
+    module, example = ConstantIndex(at).eval(), (torch.randn(2, 3, 5),)
+    gm = captured(module, example)
+    result = cleanup(gm)
+    assert (result.counts.get("index_as_slice", 0) == 1) == fires
+    assert count(gm, "index") == (0 if fires else 1)
+    with torch.no_grad():
+        torch.testing.assert_close(outputs(gm, example), module(*example))
 
 
 @pytest.mark.parametrize("name,fn,rule,gone", CASES, ids=[c[0] for c in CASES])
