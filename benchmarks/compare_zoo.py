@@ -159,12 +159,12 @@ def _fmt(rows: list[dict]) -> str:
                      f"{all(r['equivalent'] for r in ok)} (min PSNR {min(r['psnr_db'] for r in ok):.1f} dB). "
                      "Estimates are analytic (ane_rewrite/analysis/estimate.py), not device measurements.\n")
     head = ("| model | family | params (M) | PSNR dB | ops base → new | linear base → new | transposes base → new "
-            f"| est. {CHIP} ms base / new (×) | est. peak MiB base / new | CPU ms base / new "
+            f"| est. {CHIP} ms base / new (×) | of which on the ANE, ms | est. peak MiB base / new | CPU ms base / new "
             "| optimize s | export s base / new |")
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['family']} | – | failed: {r['error'][:80]} |" + " |" * 8)
+            lines.append(f"| {r['model']} | {r['family']} | – | failed: {r['error'][:80]} |" + " |" * 9)
             continue
         b, n = r["baseline"], r["rewritten"]
         eb, en = b["estimates"][CHIP], n["estimates"][CHIP]
@@ -172,6 +172,7 @@ def _fmt(rows: list[dict]) -> str:
             f"| {r['model']} | {r['family']} | {r['params_m']} | {r['psnr_db']} | {b['ops']} → {n['ops']} "
             f"| {b['linear']} → {n['linear']} | {b['transpose']} → {n['transpose']} "
             f"| {eb['latency_ms']:.2f} / {en['latency_ms']:.2f} ({r['est_speedup']:.2f}×) "
+            f"| {eb['ane_ms']:.2f} / {en['ane_ms']:.2f} "
             f"| {eb['peak_memory_mib']:.0f} / {en['peak_memory_mib']:.0f} | {b['cpu_ms']:.1f} / {n['cpu_ms']:.1f} "
             f"| {r['optimize_s']:.1f} | {r['export_baseline_s']:.1f} / {r['export_rewritten_s']:.1f} |")
     return "\n".join(lines) + "\n"
