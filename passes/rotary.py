@@ -18,10 +18,12 @@ y₄[:, :, :R] (B, H, R, S) the same swap is ``cat₂(∓ halves)`` of its (B, H
 view: no copy touches the last axis (S). cos and sin are any tensors broadcast over the heads
 (computed from position ids, or constants); their tiles are computed once and shared.
 
-A partial rotary leaves a's other D − R channels as they are; the model's
-``cat([rope(q[..., :R]), q[..., R:]], -1)`` then concatenates two slices of the same head split,
-which ``rejoin_slices`` folds back into one head split of y_rot (y_rot's last D − R channels of
-each head are y's).
+A partial rotary leaves a's other D − R channels as they are, and a rotation of positions
+[p, e) only (a = q[:, :, p:e]: a ViT's class and register tokens, EVA-02) leaves the others: the
+tiles hold cos 1 and sin 0 there, so y_rot is y outside what was turned. The model's
+``cat([rope(q[..., :R]), q[..., R:]], -1)`` (or ``cat([q[:, :, :p], rope(q[:, :, p:])], 2)``) then
+concatenates a slice of the rotated head split and the rest of the original, which
+``rejoin_slices`` folds back into the rotated head split.
 
 Why: the per-head lowering needs q and k as head splits of one (B, C, 1, S) tensor; a rotation
 computed on (B, H, S, D) would put a transpose back to channels-last in front of every
@@ -148,17 +150,22 @@ def _match(node: Node) -> MatchResult:
                 if swap is None:
                     continue
                 for head_axis, tail in ((1, None), (2, _heads_second)):
+                    whole, positions = a, None
                     heads = head_channels(a, tail=tail)
+                    if heads is None and _is_slice(a, 3 - head_axis):  # positions [p, e) only (EVA's prefix)
+                        whole, positions = a.args[0], _bounds(a)
+                        heads = head_channels(whole, tail=tail)
                     if heads is None or heads.swapped or heads.spatial:
                         continue
                     if not (_table(cos, shape(a), head_axis) and _table(sin, shape(a), head_axis)):
                         return MatchResult.fail("cos and sin vary across heads")
-                    groups = _groups(a, heads)
+                    groups = _groups(whole, heads)
                     if isinstance(groups, str):
                         return MatchResult.fail(groups)
                     src, chain, step, off = groups
-                    return MatchResult.ok(a=a, cos=cos, sin=sin, swap=swap, rdim=heads.dim,
-                                          src=src, chain=chain, step=step, off=off, head_axis=head_axis)
+                    return MatchResult.ok(a=a, whole=whole, positions=positions, cos=cos, sin=sin, swap=swap,
+                                          rdim=heads.dim, src=src, chain=chain, step=step, off=off,
+                                          head_axis=head_axis)
                 return MatchResult.fail(f"rotated {shape(a)} is not a head split of a (B, C, 1, S) tensor")
     return MatchResult.skip()
 
@@ -193,7 +200,14 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
         padded = [1] * (4 - rank(t)) + list(shape(t))
         order = [0, 1, 3, 2] if m["head_axis"] == 1 else [0, 2, 3, 1]
         t4 = rw.call(aten.permute.default, rw.call(aten.reshape.default, t, padded), order)  # (Bt, 1, R, St)
-        bt, _, _, st = shape(t4)
+        bt, _, r_t, st = shape(t4)
+        if m["positions"] is not None:  # fill the positions outside [p, e): y there is y
+            (lo, hi), st = m["positions"], s
+            t4 = rw.call(aten.expand.default, t4, [bt, 1, r_t, hi - lo])
+            edges = [(0, lo), (hi, s)]
+            fills = [rw.constant("rotary_fill", torch.full((bt, 1, r_t, b_ - a_), fill, dtype=t.meta["val"].dtype))
+                     for a_, b_ in edges if b_ > a_]
+            t4 = rw.call(aten.cat.default, _around(t4, fills, lo), 3)
         if around:
             fills = [rw.constant("rotary_fill", torch.full((bt, 1, hi - lo, st), fill, dtype=t.meta["val"].dtype))
                      for lo, hi in around]
@@ -208,53 +222,60 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
         args = torch.fx.node.map_arg(n.args, lambda x: values.get(x, x))
         kwargs = torch.fx.node.map_arg(n.kwargs, lambda x: values.get(x, x))
         values[n] = rw.call(n.target, *args, **kwargs)
-    return values[m["a"]]
+    a = m["a"]
+    if m["positions"] is not None:
+        out = rw.call(aten.slice.Tensor, values[m["whole"]], 3 - m["head_axis"], *m["positions"])
+        out.meta["ane_rotary_part"] = (values[m["whole"]], m["whole"])
+        return out
+    if is_op(a, aten.slice.Tensor) and a.args[0] in values:
+        values[a].meta["ane_rotary_part"] = (values[a.args[0]], a.args[0])
+    return values[a]
 
 
 def _bounds(sl: Node) -> tuple[int, int]:
-    size = shape(sl.args[0])[-1]
+    size = shape(sl.args[0])[normalize_dim(sl.args[1], rank(sl))]
     start = sl.args[2] if len(sl.args) > 2 and sl.args[2] is not None else 0
     end = sl.args[3] if len(sl.args) > 3 and sl.args[3] is not None else size
-    return start, min(end, size)
+    start, end = (v + size if v < 0 else v for v in (start, end))
+    return min(start, size), min(end, size)
 
 
-def _is_slice(node) -> bool:
-    """A unit-step slice of the last axis."""
-    return (is_op(node, aten.slice.Tensor) and normalize_dim(node.args[1], rank(node)) == rank(node) - 1
-            and (len(node.args) < 5 or node.args[4] == 1))
+def _is_slice(node, dim: int | None = None) -> bool:
+    """A unit-step slice (of axis ``dim``, by default the last)."""
+    if not is_op(node, aten.slice.Tensor) or rank(node) is None:
+        return False
+    want = rank(node) - 1 if dim is None else dim
+    return normalize_dim(node.args[1], rank(node)) == want and (len(node.args) < 5 or node.args[4] == 1)
 
 
 def _match_rejoin(node: Node) -> MatchResult:
-    """cat([chain(y_rot)[..., :R], chain(y)[..., R:]], -1) with y_rot the rotary of y → the
-    second part read from y_rot (its channels past R are y's), then the slices rejoin."""
-    parts = node.args[0]
-    if not is_op(node, aten.cat) or len(parts) != 2 or rank(node) is None:
+    """cat([rotated part of x_rot, the rest of x], d) (in either order) → x_rot: outside the part
+    a rotary rewrite turned, x_rot holds x's values (y · 1 + rot · 0)."""
+    parts, r = node.args[0], rank(node)
+    if not is_op(node, aten.cat) or len(parts) != 2 or r is None:
         return MatchResult.skip()
-    if normalize_dim(node.args[1] if len(node.args) > 1 else 0, rank(node)) != rank(node) - 1:
-        return MatchResult.skip()
-    first, second = parts
-    if not (_is_slice(first) and _is_slice(second)):
-        return MatchResult.skip()
-    src1, chain1 = _chain(first.args[0])
-    src2, chain2 = _chain(second.args[0])
-    info = src1.meta.get("ane_rotary_of") if isinstance(src1, Node) else None
-    if info is None or info[0] is not src2 or [n.target for n in chain1] != [n.target for n in chain2]:
-        return MatchResult.skip()
-    if [n.args[1:] for n in chain1] != [n.args[1:] for n in chain2]:
-        return MatchResult.skip()
-    rdim, width = info[2], shape(first.args[0])[-1]
-    if _bounds(first) != (0, rdim) or _bounds(second) != (rdim, width):
-        return MatchResult.skip()
-    return MatchResult.ok(q=first.args[0], end=shape(node)[-1])
+    dim = normalize_dim(node.args[1] if len(node.args) > 1 else 0, r)
+    for rotated, rest in (parts, parts[::-1]):
+        info = rotated.meta.get("ane_rotary_part") if isinstance(rotated, Node) else None
+        if info is None or not (_is_slice(rotated, dim) and _is_slice(rest, dim)):
+            continue
+        x_rot, x = info
+        if rotated.args[0] is not x_rot or rest.args[0] is not x:
+            continue
+        first, second = (rotated, rest) if parts[0] is rotated else (rest, rotated)
+        size = shape(x)[dim]
+        if _bounds(first)[0] == 0 and _bounds(first)[1] == _bounds(second)[0] and _bounds(second)[1] == size:
+            return MatchResult.ok(x_rot=x_rot)
+    return MatchResult.skip()
 
 
 def _rewrite_rejoin(rw, node: Node, m: dict) -> Node:
-    return m["q"] if shape(m["q"]) == shape(node) else rw.call(aten.slice.Tensor, m["q"], -1, 0, m["end"])
+    return m["x_rot"]
 
 
 rotary_on_channels = Rule("rotary_on_channels", (aten.add.Tensor,), _match, _rewrite,
                           "a · cos + rot(a) · sin, a = heads(y) → heads(y_rot), the rotation on (B, H, R, S)")
 rejoin_slices = Rule("rejoin_slices", (aten.cat,), _match_rejoin, _rewrite_rejoin,
-                     "cat([heads(y_rot)[..., :R], heads(y)[..., R:]]) → heads(y_rot)")
+                     "cat([heads(y_rot)[..., :R], heads(y)[..., R:]], -1) → heads(y_rot) (also along the sequence)")
 
 rotary = Pass("rotary", [rotary_on_channels, rejoin_slices, *CANONICAL_RULES], __doc__)

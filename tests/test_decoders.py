@@ -46,3 +46,22 @@ def test_export_has_per_head_softmaxes_layer_norms_and_rank_4(name, tmp_path):
     assert s["gather"] == 1  # the embedding lookup: no mask is built with a gather
     batched = [op for op in ops if op.type == "matmul" and op.outputs[0].rank == 4]
     assert batched == []
+
+
+def test_a_rope_vit_rotates_all_but_its_prefix_token():
+    """timm EVA-02: 2-D (axial) rope on every patch token, none on the class token (a slice of
+    the sequence), interleaved pairs, fused qkv with an in-graph bias."""
+    import timm
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = timm.create_model("eva02_tiny_patch14_224", pretrained=False, img_size=112, depth=2).eval()
+    example = models.example_inputs(model)
+    fast = ane_rewrite.optimize(model, example)
+    counts = fast.ane_report.counts()
+    assert counts["rotary"]["rotary_on_channels"] == 2 * LAYERS and counts["rotary"]["rejoin_slices"] == 2 * LAYERS
+    assert counts["attention"]["sdpa_per_head"] == LAYERS
+    assert count(fast, "linear") == 0 and count(fast, "scaled_dot_product_attention") == 0
+    report = ane_rewrite.verify(model, fast, example, draws=2)
+    assert report.ok and report.psnr >= 60 and report.max_rel <= 1e-4, report
