@@ -7,17 +7,20 @@ a measurement: nothing here ran on a device.
     t(op off the ANE) = SWITCH_US + flops / cpu rate + bytes / dram
     bw = the on-chip rate when the op's activations (last axis padded to 64 bytes) fit the cache,
          else the DRAM rate; efficiency = channels_last_efficiency for a projection or product
-         on a channels-last (B, S, C) layout (rule ``channels_last_linear``), else 1.
+         on a channels-last (B, S, C) layout (rule ``channels_last_linear``), else 1; the max(…)
+         of an op the ANE cannot split (rules ``UNSPLIT_RULES``) divided by unsplit_efficiency.
 
 Peak memory = weights + the largest sum of live activations (padded) along the program order.
 
 The hardware figures (chip profiles, dispatch and switch costs) are facts of
 ``ane_rewrite.hardware``, with their sources (docs/ane.md, public specs); the estimator's own
-numbers are in this file. The two parameters in FITTED were solved so that the estimate
-reproduces Apple's DistilBERT figures at seq 128, batch 1 on iPhone 13 Pro Max (A15): 9.89 ms for the model as is and
-3.48 ms for the ANE-optimised form (our rewritten export stands in for Apple's hand port: same
-op mix). ``benchmarks/calibrate.py`` reruns the fit and reports the seq 512, batch 8 point,
-which was not fitted.
+numbers are in this file. The three parameters in FITTED were solved so that the estimate
+reproduces Apple's two published DistilBERT points on iPhone 13 Pro Max (A15): at seq 128,
+batch 1, 9.89 ms for the model as is and 3.48 ms for the ANE-optimised form (our rewritten
+export stands in for Apple's hand port: same op mix); at seq 512, batch 8, 10× between them.
+``benchmarks/calibrate.py`` reruns the fit. unsplit_efficiency came out at 0.046, near 1/16 —
+one of the A15's 16 ANE cores — which is what "work that cannot be split across the cores"
+would predict; that is a plausibility check, not a measurement.
 """
 from __future__ import annotations
 
@@ -30,8 +33,13 @@ from .placement import Program, nbytes
 
 FITTED = {  # solved by benchmarks/calibrate.py (see the module docstring)
     "op_overhead_us": 1.45,             # fixed cost per op on the ANE
-    "channels_last_efficiency": 0.2342,  # fraction of the ANE rate a (B, S, C) projection gets
+    "channels_last_efficiency": 0.2798,  # fraction of the ANE rate a (B, S, C) projection gets
+    "unsplit_efficiency": 0.0456,       # fraction of its rate an op that cannot be split gets
 }
+# One large intermediate for every head at once, or a softmax over a spatial axis: work the
+# ANE cannot split across its cores nor keep on chip (docs/ane.md#principles, 2; placement rules:
+# softmax over a spatial axis). Their time is divided by ``unsplit_efficiency``.
+UNSPLIT_RULES = ("batched_attention", "softmax_axis")
 
 
 def flops(op: MilOp, prog: Program) -> float:
@@ -82,7 +90,7 @@ def _activations(op: MilOp, prog: Program) -> tuple[int, int]:
 
 
 def op_time_us(op: MilOp, prog: Program, chip: ChipProfile, off_ane: bool, channels_last: bool,
-               fitted: dict = FITTED) -> float:
+               fitted: dict = FITTED, unsplit: bool = False) -> float:
     act, weights = _activations(op, prog)
     work = flops(op, prog)
     if off_ane:
@@ -90,7 +98,8 @@ def op_time_us(op: MilOp, prog: Program, chip: ChipProfile, off_ane: bool, chann
     fits = act <= chip.cache_mib * 2**20
     bw = chip.onchip_gbps if fits else chip.dram_gbps
     rate = chip.ane_tflops * 1e6 * (fitted["channels_last_efficiency"] if channels_last else 1.0)
-    return fitted["op_overhead_us"] + max(work / rate, act / (bw * 1e3) + weights / (chip.dram_gbps * 1e3))
+    busy = max(work / rate, act / (bw * 1e3) + weights / (chip.dram_gbps * 1e3))
+    return fitted["op_overhead_us"] + (busy / fitted["unsplit_efficiency"] if unsplit else busy)
 
 
 @dataclass
@@ -109,14 +118,15 @@ class Estimate:
 
 
 def estimate(prog: Program, off_ane: set[str], channels_last: set[str], chip: ChipProfile,
-             fitted: dict = FITTED) -> Estimate:
-    """``off_ane``/``channels_last``: names of the ops the placement rules flagged so;
-    ``fitted``: the fitted parameters (``FITTED``; the calibration passes trial values)."""
+             fitted: dict = FITTED, unsplit: set[str] = frozenset()) -> Estimate:
+    """``off_ane``/``channels_last``/``unsplit``: names of the ops the placement rules flagged so
+    (``unsplit``: rules ``UNSPLIT_RULES``); ``fitted``: the fitted parameters (``FITTED``; the
+    calibration passes trial values)."""
     ane = cpu = 0.0
     for op in prog.ops:
         if op.type.startswith("const"):
             continue
-        t = op_time_us(op, prog, chip, op.name in off_ane, op.name in channels_last, fitted)
+        t = op_time_us(op, prog, chip, op.name in off_ane, op.name in channels_last, fitted, op.name in unsplit)
         if op.name in off_ane:
             cpu += t
         else:

@@ -118,12 +118,13 @@ def analyze(model, profiles: tuple[str, ...] | None = None, fitted: dict | None 
     findings = _findings(prog)
     off_ane = {f.op for f in findings if f.severity == "off_ane"}
     channels_last = {f.op for f in findings if f.rule == "channels_last_linear"}
+    unsplit = {f.op for f in findings if f.rule in est.UNSPLIT_RULES}
     names = profiles or tuple(hw.CHIPS)
     unknown = [n for n in names if n not in hw.CHIPS]
     if unknown:
         raise InputError(f"unknown chip profile(s) {unknown}; known: {list(hw.CHIPS)}")
     fitted = {**est.FITTED, **(fitted or {})}
-    estimates = {n: est.estimate(prog, off_ane, channels_last, hw.CHIPS[n], fitted).as_dict() for n in names}
+    estimates = {n: est.estimate(prog, off_ane, channels_last, hw.CHIPS[n], fitted, unsplit).as_dict() for n in names}
     return Analysis(findings, _metrics(prog), estimates, fitted)
 
 
