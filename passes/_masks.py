@@ -84,9 +84,9 @@ def padding_form(gm: GraphModule, mask: Node) -> tuple[Node, torch.Tensor] | Non
     return p, static
 
 
-def _static_heads(rw, keep_BHQK: torch.Tensor) -> list[Node]:
+def _static_heads(rw, keep_BHQK: torch.Tensor, dtype: torch.dtype) -> list[Node]:
     """A constant keep mask (Bs, Hs, Q, K) → one additive (Bs, K, 1, Q) constant per head."""
-    add = torch.where(keep_BHQK, 0.0, MASKED_LOGIT).permute(0, 1, 3, 2)  # (Bs, Hs, K, Q)
+    add = torch.where(keep_BHQK, 0.0, MASKED_LOGIT).to(dtype).permute(0, 1, 3, 2)  # (Bs, Hs, K, Q)
     return [rw.constant("mask", add[:, h].unsqueeze(2).contiguous()) for h in range(add.shape[1])]
 
 
@@ -99,10 +99,11 @@ class MaskPlan:
 def row_valid(rw, add_BK1Q: Node) -> Node:
     """1.0 where a query keeps at least one key, else 0.0: (Bm, 1, 1, Sq)."""
     best = rw.call(aten.amax.default, add_BK1Q, [1], True)
-    return rw.call(aten._to_copy.default, rw.call(aten.gt.Scalar, best, MASKED_LOGIT / 2), dtype=torch.float32)
+    return rw.call(aten._to_copy.default, rw.call(aten.gt.Scalar, best, MASKED_LOGIT / 2), dtype=val(add_BK1Q).dtype)
 
 
-def additive_mask(rw, mask: Node | None, is_causal: bool, sq: int, sk: int) -> MaskPlan | None:
+def additive_mask(rw, mask: Node | None, is_causal: bool, sq: int, sk: int,
+                  dtype: torch.dtype = torch.float32) -> MaskPlan | None:
     """The additive masks of one attention; None when there is nothing to mask. Every tensor
     is rank ≤ 4. With a bool mask (or a padding input), a fully masked query row can occur;
     torch's sdpa returns zeros there, so the plan asks for them (``zero_rows``)."""
@@ -113,27 +114,29 @@ def additive_mask(rw, mask: Node | None, is_causal: bool, sq: int, sk: int) -> M
     if mask is not None:
         form = padding_form(rw.gm, mask)
         if form is None:
-            return MaskPlan(_model_mask(rw, mask, static if is_causal else None), val(mask).dtype == torch.bool)
+            return MaskPlan(_model_mask(rw, mask, static if is_causal else None, dtype), val(mask).dtype == torch.bool)
         pad, keep = form
         static = static & keep
-    parts = [] if bool(static.all()) else _static_heads(rw, static)
+    parts = [] if bool(static.all()) else _static_heads(rw, static, dtype)
     if pad is None:
         return MaskPlan(parts, zero_rows=False) if parts else None
     # (B, Sk) ints → (B, Sk, 1, 1): 0 where p ≠ 0, MASKED_LOGIT where p = 0
-    keep = rw.call(aten.clamp.default, rw.call(aten._to_copy.default, pad, dtype=torch.float32), 0.0, 1.0)
+    keep = rw.call(aten.clamp.default, rw.call(aten._to_copy.default, pad, dtype=dtype), 0.0, 1.0)
     add = rw.call(aten.mul.Tensor, rw.call(aten.sub.Tensor, keep, 1.0), -MASKED_LOGIT)
     pad_BK11 = rw.call(aten.reshape.default, add, [shape(pad)[0], shape(pad)[1], 1, 1])
     adds = [rw.call(aten.add.Tensor, pad_BK11, part) for part in parts] or [pad_BK11]
     return MaskPlan(adds, zero_rows=val(mask).dtype == torch.bool)
 
 
-def _model_mask(rw, mask: Node, static: torch.Tensor | None) -> list[Node]:
+def _model_mask(rw, mask: Node, static: torch.Tensor | None, dtype: torch.dtype) -> list[Node]:
     """The model's own mask, converted: bool → (keep − 1)·1e4, float → clamped at −1e4."""
     if val(mask).dtype == torch.bool:
-        keep = rw.call(aten._to_copy.default, mask, dtype=torch.float32)
+        keep = rw.call(aten._to_copy.default, mask, dtype=dtype)
         add = rw.call(aten.mul.Tensor, rw.call(aten.sub.Tensor, keep, 1.0), -MASKED_LOGIT)
     else:
         add = rw.call(aten.clamp.default, mask, MASKED_LOGIT)
+        if val(mask).dtype != dtype:  # the logits' dtype (a bf16 model's float32 mask)
+            add = rw.call(aten._to_copy.default, add, dtype=dtype)
     while len(shape(add)) < 4:
         add = rw.call(aten.unsqueeze.default, add, 0)
     add_BHKQ = rw.call(aten.permute.default, add, [0, 1, 3, 2])
@@ -141,5 +144,5 @@ def _model_mask(rw, mask: Node, static: torch.Tensor | None) -> list[Node]:
              for h in range(shape(add_BHKQ)[1])]
     if static is None:
         return heads
-    causal = _static_heads(rw, static)[0]
+    causal = _static_heads(rw, static, dtype)[0]
     return [rw.call(aten.add.Tensor, h, causal) for h in heads]

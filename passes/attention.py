@@ -32,7 +32,7 @@ from dataclasses import replace
 
 from torch.fx import Node
 
-from ane_rewrite.rewrite.graph import arg, aten, shape
+from ane_rewrite.rewrite.graph import arg, aten, shape, val
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._eager_attention import eager_to_sdpa, regrouped_mask_add
@@ -106,7 +106,7 @@ def _rewrite_sdpa(rw, node: Node, m: dict) -> Node:
     qs = _pieces(rw, q_BC1Q, hq.bases, hq.dim, 1)
     ks = _pieces(rw, k_BK1C, hk.bases, hk.dim, 3)
     vs = _pieces(rw, v_BC1K, hv.bases, hv.dim, 1)
-    plan = additive_mask(rw, m["mask"], m["is_causal"], sq, sk)
+    plan = additive_mask(rw, m["mask"], m["is_causal"], sq, sk, val(q_BC1Q).dtype)
     shared = plan is not None and len(plan.adds) == 1
     outs = []
     for h, (q_h, k_h, v_h) in enumerate(zip(qs, ks, vs)):

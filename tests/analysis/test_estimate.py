@@ -54,3 +54,14 @@ def test_the_program_estimate_adds_dispatch_and_counts_memory():
     assert e.peak_memory_mib == pytest.approx(e.weights_mib + e.peak_activation_mib)
     off = est.estimate(prog, off_ane={out}, channels_last=set(), chip=hw.CHIPS["M1"])
     assert off.off_ane_ops == 1 and off.latency_ms > e.latency_ms
+
+
+def test_work_the_ane_cannot_split_runs_at_the_fitted_fraction():
+    p, out = _conv_program(512, 512)
+    conv, prog, chip = p.ops[-1], p.program(), hw.CHIPS["A15"]
+    split = est.op_time_us(conv, prog, chip, False, False) - est.FITTED["op_overhead_us"]
+    unsplit = est.op_time_us(conv, prog, chip, False, False, unsplit=True) - est.FITTED["op_overhead_us"]
+    assert unsplit == pytest.approx(split / est.FITTED["unsplit_efficiency"], rel=1e-6)
+    whole = est.estimate(prog, set(), set(), chip, unsplit={out})
+    assert whole.latency_ms > est.estimate(prog, set(), set(), chip).latency_ms
+    assert set(est.UNSPLIT_RULES) == {"batched_attention", "softmax_axis"}
