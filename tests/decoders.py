@@ -9,6 +9,8 @@ BASE = dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=4, num_key
 FAMILIES = {
     "llama": ("LlamaForCausalLM", {}, 5, 4),
     "llama-base": ("LlamaModel", {}, 5, 4),
+    "qwen3-base": ("Qwen3Model", {}, 9, 4),
+    "gpt-neox-base": ("GPTNeoXModel", {"rotary_pct": 0.25}, 0, 4),
     "qwen2": ("Qwen2ForCausalLM", {}, 5, 4),
     "qwen3-qk-norm": ("Qwen3ForCausalLM", {}, 9, 4),
     "gemma": ("GemmaForCausalLM", {"head_dim": 32}, 5, 4),
