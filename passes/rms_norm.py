@@ -12,6 +12,9 @@ RMS norm.
           with t = reshape(permute(x, [0, 2, 3, 1]), [B·H, d, 1, S]): each head normalised on its
           own; the weight is applied on (B, C, 1, S), so q and k stay head splits of one tensor
 
+A LayerNorm over the head axis of such a head split (QK-norm as a LayerNorm: Persimmon,
+Cohere-like) is kept per head the same way, its weight and bias tiled over the heads.
+
 norm₁ is the channel norm ``layer_norm`` emits (mean over dim 1, the model's eps), which the
 export fuses into one MIL ``layer_norm``. Over 2C channels, mean(cat([y, −y])) = 0 and
 mean(cat([y, −y])²) = mean(y²): the value is the RMS norm's, to rounding. The pass runs before
@@ -26,9 +29,10 @@ from __future__ import annotations
 
 from torch.fx import Node
 
-from ane_rewrite.rewrite.graph import VIEWS, arg, aten, is_op, normalize_dim, rank, readers, shape
+from ane_rewrite.rewrite.graph import arg, aten, is_op, normalize_dim, rank, readers, shape
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
+from ._heads import _chain
 from ._layouts import RANKS, emit_from, emit_to
 from .layer_norm import emit_channel_norm
 
@@ -58,14 +62,17 @@ def _normalised(node: Node):
 
 
 def _head_split(x: Node) -> tuple[Node, bool] | None:
-    """x = view(z_BSC, [B, S, H, d]) (a head split of a projection), or its permute(…, [0, 2, 1, 3])
-    (B, H, S, d) → (the (B, S, H, d) view, whether x is heads-first), else None."""
+    """x (B, S, H, d), or its permute(…, [0, 2, 1, 3]) (B, H, S, d), computed by data movement from
+    a (B, S, C) tensor (a head split of a projection, fused or not) → (the (B, S, H, d) value,
+    whether x is heads-first), else None."""
     heads_first = is_op(x, aten.permute) and rank(x) == 4 and list(x.args[1]) == [0, 2, 1, 3]
     v = x.args[0] if heads_first else x
-    if not is_op(v, *VIEWS) or rank(v) != 4 or rank(v.args[0]) != 3:
+    if rank(v) != 4:
         return None
-    b, s_, h, d = shape(v)
-    return (v, heads_first) if tuple(shape(v.args[0])) == (b, s_, h * d) else None
+    source, chain = _chain(v)
+    if not chain or rank(source) != 3 or tuple(shape(source)[:2]) != tuple(shape(v)[:2]):
+        return None
+    return v, heads_first
 
 
 def _match(node: Node) -> MatchResult:
@@ -97,18 +104,25 @@ def _rms_channels(rw, y: Node, eps: float) -> Node:
     return rw.call(aten.slice.Tensor, emit_channel_norm(rw, both, eps), 1, 0, shape(y)[1])
 
 
+def _per_head(rw, m: dict, normalise, affine) -> Node:
+    """A norm over the d channels of each head of x (B, S, H, d): on (B·H, d, 1, S), its affine
+    terms tiled to (B, C, 1, S) so that q and k stay head splits of one channels-first tensor."""
+    b, s, h, d = shape(m["x"])
+    t_BHdS = rw.call(aten.permute.default, m["x"], [0, 2, 3, 1])
+    out = rw.call(aten.reshape.default, normalise(rw.call(aten.reshape.default, t_BHdS, [b * h, d, 1, s])),
+                  [b, h * d, 1, s])
+    for op, term in affine:
+        if term is not None:
+            tiled = rw.call(aten.expand.default, rw.call(aten.reshape.default, term, [1, d]), [h, d])
+            out = rw.call(op, out, rw.call(aten.reshape.default, tiled, [h * d, 1, 1]))
+    order = [0, 1, 3, 2] if m["heads_first"] else [0, 3, 1, 2]  # (B, H, S, d) or (B, S, H, d)
+    return rw.call(aten.permute.default, rw.call(aten.reshape.default, out, [b, h, d, s]), order)
+
+
 def _rewrite(rw, node: Node, m: dict) -> Node:
     w = m["weight"]
-    if "heads_first" in m:  # per head: (B, S, H, d) → (B·H, d, 1, S), normalised, (B, C, 1, S) for the weight
-        b, s, h, d = shape(m["x"])
-        t_BHdS = rw.call(aten.permute.default, m["x"], [0, 2, 3, 1])
-        normed = _rms_channels(rw, rw.call(aten.reshape.default, t_BHdS, [b * h, d, 1, s]), m["eps"])
-        out = rw.call(aten.reshape.default, normed, [b, h * d, 1, s])
-        if w is not None:
-            tiled = rw.call(aten.expand.default, rw.call(aten.reshape.default, w, [1, d]), [h, d])
-            out = rw.call(aten.mul.Tensor, out, rw.call(aten.reshape.default, tiled, [h * d, 1, 1]))
-        order = [0, 1, 3, 2] if m["heads_first"] else [0, 3, 1, 2]  # (B, H, S, d) or (B, S, H, d)
-        return rw.call(aten.permute.default, rw.call(aten.reshape.default, out, [b, h, d, s]), order)
+    if "heads_first" in m:
+        return _per_head(rw, m, lambda t: _rms_channels(rw, t, m["eps"]), [(aten.mul.Tensor, w)])
     x = m["x"]
     y = emit_to(rw, x)
     out = _rms_channels(rw, y, m["eps"])
@@ -117,7 +131,23 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
     return emit_from(rw, out, rank(x))
 
 
+def _match_head_layer_norm(node: Node) -> MatchResult:
+    split = _head_split(node.args[0])
+    if split is None or len(node.args[1]) != 1:
+        return MatchResult.skip()  # a channel LayerNorm: the layer_norm pass's, after layout
+    return MatchResult.ok(x=split[0], heads_first=split[1], weight=arg(node, 2, "weight"),
+                          bias=arg(node, 3, "bias"), eps=arg(node, 4, "eps", 1e-5))
+
+
+def _rewrite_head_layer_norm(rw, node: Node, m: dict) -> Node:
+    return _per_head(rw, m, lambda t: emit_channel_norm(rw, t, m["eps"]),
+                     [(aten.mul.Tensor, m["weight"]), (aten.add.Tensor, m["bias"])])
+
+
 rms_as_layer_norm = Rule("rms_as_layer_norm", (aten.mul,), _match, _rewrite,
                          "[w ·] x · rsqrt(mean(x²) + eps) → from(slice(norm₁(cat([y, −y]))) [· w])")
 
-rms_norm = Pass("rms_norm", [rms_as_layer_norm], __doc__)
+head_layer_norm = Rule("head_layer_norm", (aten.layer_norm,), _match_head_layer_norm, _rewrite_head_layer_norm,
+                       "layer_norm(view(z, [B, S, H, d]), [d]) → per head on (B·H, d, 1, S), affine on (B, C, 1, S)")
+
+rms_norm = Pass("rms_norm", [rms_as_layer_norm, head_layer_norm], __doc__)

@@ -230,68 +230,6 @@ def test_property_linear_chains_of_any_size_are_equivalent(batch, seq, c_in, hid
     _close(gm, module, example)
 
 
-class HeadSplitMerge(nn.Module):
-    """q = linear(x).view(B, S, H, d).transpose(1, 2); out = linear(q.transpose(1, 2).reshape(B, S, C))."""
-
-    def __init__(self, c=32, heads=4):
-        super().__init__()
-        self.heads = heads
-        self.q, self.o = nn.Linear(c, c), nn.Linear(c, c)
-
-    def forward(self, x):
-        b, s, c = x.shape
-        q = self.q(x).view(b, s, self.heads, c // self.heads).transpose(1, 2)   # (B, H, S, d)
-        q = torch.tanh(q)
-        return self.o(q.transpose(1, 2).reshape(b, s, c))
-
-
-def test_head_split_and_merge_of_the_channel_axis_cost_one_transpose_each():
-    """conv ─ reshape(B,H,d,S) ─ transpose ─ tanh ─ transpose ─ reshape(B,C,1,S) ─ conv"""
-    module, example = HeadSplitMerge().eval(), (torch.randn(2, 6, 32),)
-    gm, result = _run(module, example)
-    assert result.counts["sink_split_view"] == 1 and result.counts["hoist_merge_view"] == 1
-    # conversions in and out, and one transpose on each side of the head-wise tanh
-    assert count(gm, "permute") == 4
-    assert count(gm, "squeeze") == 1 and count(gm, "unsqueeze") == 1  # the region's boundaries only
-    _close(gm, module, example)
-    assert not layout(gm).changed
-
-
-@settings(max_examples=10, deadline=None)
-@given(batch=st.integers(1, 2), seq=st.integers(1, 7), heads=st.integers(1, 5), head_dim=st.integers(1, 6))
-def test_property_head_split_merge_is_equivalent(batch, seq, heads, head_dim):
-    module = HeadSplitMerge(c=heads * head_dim, heads=heads).eval()
-    example = (torch.randn(batch, seq, heads * head_dim),)
-    gm, _ = _run(module, example)
-    _close(gm, module, example)
-
-
-class PixelMlp(nn.Module):
-    """A conv stem, then its pixels as a sequence: LayerNorm and an MLP on (B, H·W, C), back to
-    (B, C, H, W) for the next conv (PVT, SegFormer, Swin's MLP half)."""
-
-    def __init__(self, c=16):
-        super().__init__()
-        self.stem, self.out = nn.Conv2d(3, c, 2, stride=2), nn.Conv2d(c, c, 1)
-        self.norm, self.fc1, self.fc2 = nn.LayerNorm(c), nn.Linear(c, 2 * c), nn.Linear(2 * c, c)
-
-    def forward(self, img):
-        x = self.stem(img)
-        b, c, h, w = x.shape
-        seq = x.permute(0, 2, 3, 1).reshape(b, h * w, c)
-        seq = seq + self.fc2(torch.nn.functional.gelu(self.fc1(self.norm(seq))))
-        return self.out(seq.reshape(b, h, w, c).permute(0, 3, 1, 2))
-
-
-def test_pixels_as_a_sequence_stay_channels_first():
-    module, example = PixelMlp().eval(), (torch.randn(2, 3, 8, 12),)
-    gm = captured(module, example)
-    result = default_pipeline()(gm)
-    assert result.counts()["layout"]["sink_spatial_view"] >= 1
-    assert count(gm, "permute") == 0 and count(gm, "layer_norm") == 0  # a channel norm, no transposes
-    _close(gm, module, example)
-
-
 def test_a_projection_wider_than_the_ane_limit_stays_a_linear_with_its_reason():
     """An LM head of 16385 classes runs off the ANE as a conv or a linear alike; converting it
     would only add the copies of its (B, V, 1, S) → (B, S, V) conversion."""

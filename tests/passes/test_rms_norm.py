@@ -67,3 +67,28 @@ def test_a_mean_over_another_axis_is_no_rms_norm():
 
     gm = captured(NotRms().eval(), (torch.randn(2, 5, 8),))
     assert not rms_norm(gm).changed
+
+
+def test_a_layer_norm_over_each_head_of_a_fused_projection_is_kept_per_head():
+    class QkLayerNorm(nn.Module):  # Persimmon-like: fused qkv, q = qkv.view(B, S, H, 3, d)[..., 0, :]
+        def __init__(self, c=32, heads=4):
+            super().__init__()
+            self.qkv, self.norm, self.heads = nn.Linear(c, 3 * c), nn.LayerNorm(c // heads), heads
+
+        def forward(self, x_BSC):
+            b, s, c = x_BSC.shape
+            q = self.qkv(x_BSC).view(b, s, self.heads, 3, c // self.heads)[..., 0, :]
+            return self.norm(q).transpose(1, 2)
+
+    module, example = QkLayerNorm().eval(), (torch.randn(2, 6, 32),)
+    with torch.no_grad():
+        module.norm.weight.normal_(), module.norm.bias.normal_()
+    gm = captured(module, example)
+    assert rms_norm(gm).counts == {"head_layer_norm": 1}
+    assert count(gm, "layer_norm") == 0
+    _close(gm, module, example)
+
+
+def test_a_layer_norm_over_channels_is_left_to_the_layer_norm_pass():
+    module, example = nn.LayerNorm(16).eval(), (torch.randn(2, 5, 16),)
+    assert not rms_norm(captured(module, example)).changed
