@@ -61,6 +61,7 @@ ZOO = {
     "maxvit-pico": _timm("maxvit_pico_rw_256"),
     "efficientformer-l1": _timm("efficientformer_l1"),
     "mobilevit-xxs": _timm("mobilevit_xxs"),
+    "eva02-base-2l": _timm("eva02_base_patch14_224", depth=2),  # a rope ViT (issue 12), 2 of its 12 blocks
     # today's decoders and encoders (issue 12) at a realistic width: 2 layers, hidden ≥ 512 with
     # the family's usual head size, vocabulary 32000, seq 128
     **{name: _hf(cls, 128, num_hidden_layers=2, vocab_size=32000, max_position_embeddings=512, pad_token_id=0, **cfg)
