@@ -9,7 +9,8 @@ dtype-min averages the values in torch; with −1e4 such a row attends by its lo
 (padding outputs only: a sequence that is all padding).
 
 Padding masks: when the mask is a function of one integer graph input p (B, Sk) (the attention
-mask a Hugging Face model takes), ``padding_form`` probes it: it evaluates the mask's subgraph for
+mask a Hugging Face model takes) whose values are only "keep" (0, or True) and "masked" (≤ −1e4,
+or False) — not a mask that also adds a position bias (T5) —, ``padding_form`` probes it: it evaluates the mask's subgraph for
 p = 1 and for random 0/1 draws and checks that mask(p) = static ∧ (p ≠ 0) for every draw. When it
 holds, the model's mask builder (gathers, logical ops) is replaced by arithmetic on p plus a
 constant for the static part (e.g. causal); otherwise the model's mask is kept and converted.
@@ -53,8 +54,14 @@ def _evaluate(gm: GraphModule, nodes: list[Node], out: Node, placeholder: Node, 
         return GraphModule(gm, g)(value)
 
 
-def _keep(mask: torch.Tensor) -> torch.Tensor:
-    return mask if mask.dtype == torch.bool else mask == 0
+def _keep(mask: torch.Tensor | None) -> torch.Tensor | None:
+    """Where a mask keeps a key; None for an additive mask that also carries values (a position
+    bias): only a float mask of 0 and masked entries (≤ MASKED_LOGIT) is a keep pattern."""
+    if mask is None or mask.dtype == torch.bool:
+        return mask
+    if not bool(((mask == 0) | (mask <= MASKED_LOGIT)).all()):
+        return None
+    return mask == 0
 
 
 def padding_form(gm: GraphModule, mask: Node) -> tuple[Node, torch.Tensor] | None:
@@ -71,15 +78,14 @@ def padding_form(gm: GraphModule, mask: Node) -> tuple[Node, torch.Tensor] | Non
     if m_shape[-1] != sk or m_shape[0] not in (1, b):
         return None
     ones = torch.ones(b, sk, dtype=p_val.dtype)
-    static = _evaluate(gm, nodes, mask, p, ones)
+    static = _keep(_evaluate(gm, nodes, mask, p, ones))
     if static is None:
         return None
-    static = _keep(static)
     gen = torch.Generator().manual_seed(0)
     for _ in range(PROBE_DRAWS):
         draw = torch.randint(0, 2, (b, sk), generator=gen, dtype=p_val.dtype)
         got = _keep(_evaluate(gm, nodes, mask, p, draw))
-        if not torch.equal(got, static & (draw != 0)[:, None, None, :]):
+        if got is None or not torch.equal(got, static & (draw != 0)[:, None, None, :]):
             return None
     return p, static
 

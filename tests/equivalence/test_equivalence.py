@@ -37,3 +37,22 @@ def test_channels_last_convnext_mlp_has_no_permute_per_block():
     fast = ane_rewrite.optimize(model)
     assert count(fast, "permute") == 0
     assert fast.ane_report.counts()["layout"]["linear_to_conv"] == 2 * sum([2, 2, 6, 2]) + 1
+
+
+def test_a_t5_encoder_with_its_bucketed_position_bias_is_equivalent():
+    """T5: no 1/√d scale, a position bias added with the padding mask in one float tensor. The
+    mask is kept with its values (not rebuilt as a keep pattern); padded draws included."""
+    import torch
+    import transformers
+
+    from ane_rewrite.frontend import models
+
+    config = transformers.T5Config(num_layers=2, d_model=128, d_kv=32, num_heads=4, d_ff=256, vocab_size=1000)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = transformers.T5EncoderModel(config).eval()
+    example = models.example_inputs(model, seq_len=32)
+    fast = ane_rewrite.optimize(model, example)
+    assert fast.ane_report.counts()["attention"]["sdpa_per_head"] == 2
+    report = ane_rewrite.verify(model, fast, example, draws=3)
+    assert report.ok and report.psnr >= 60 and report.max_rel <= 1e-4, report

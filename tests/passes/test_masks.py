@@ -62,3 +62,19 @@ def test_the_masked_value_is_finite_in_fp16_and_masks_completely():
     assert torch.tensor(MASKED_LOGIT, dtype=torch.float16).isfinite()
     logits = torch.tensor([0.0, 3.0, MASKED_LOGIT], dtype=torch.float16)
     assert float(torch.softmax(logits.float(), 0)[2]) == 0.0
+
+
+def test_a_mask_that_carries_a_position_bias_is_not_taken_for_a_padding_pattern():
+    """T5 adds its bucketed position bias and the padding mask into one float tensor: its values
+    must be kept, so it is no keep pattern (it was once, and T5 came back at 43 dB)."""
+    class BiasAndPadding(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.randn(1, 2, 6, 6))
+
+        def forward(self, p):
+            pad = torch.where(p[:, None, None, :] != 0, 0.0, torch.finfo(torch.float32).min)
+            return self.bias + pad
+
+    gm, mask = _mask_node(BiasAndPadding(), torch.ones(2, 6, dtype=torch.long))
+    assert padding_form(gm, mask) is None
