@@ -65,8 +65,8 @@ def _match_linear(node: Node) -> MatchResult:
         return MatchResult.fail(f"input has rank {rank(x)}; only ranks 2, 3, 4 have a 4-D channels-first form")
     if rank(w) != 2:
         return MatchResult.fail(f"weight has rank {rank(w)}, not 2")
-    if _too_wide(shape(w)):
-        return MatchResult.fail(_too_wide(shape(w)))
+    if reason := _too_wide(shape(w)):
+        return MatchResult.fail(reason)
     return MatchResult.ok(x=x, w=w, b=arg(node, 2, "bias"))
 
 
@@ -104,8 +104,8 @@ def _match_weight_product(node: Node) -> MatchResult:
         return MatchResult.skip()
     if rank(x) not in RANKS:
         return MatchResult.fail(f"input has rank {rank(x)}; only ranks 2, 3, 4 have a 4-D channels-first form")
-    if _too_wide(shape(wt.args[0])):
-        return MatchResult.fail(_too_wide(shape(wt.args[0])))
+    if reason := _too_wide(shape(wt.args[0])):
+        return MatchResult.fail(reason)
     return MatchResult.ok(x=x, w=wt.args[0], b=None)
 
 
@@ -123,8 +123,8 @@ def _addmm_parts(mm: Node) -> MatchResult:
     bias, x2, w_IO = mm.args[:3]
     if rank(bias) != 1:
         return MatchResult.fail(f"addmm bias of rank {rank(bias)}, not a per-output vector")
-    if rank(w_IO) == 2 and _too_wide(shape(w_IO)):
-        return MatchResult.fail(_too_wide(shape(w_IO)))
+    if rank(w_IO) == 2 and (reason := _too_wide(shape(w_IO))):
+        return MatchResult.fail(reason)
     return MatchResult.ok(bias=bias, x2=x2, w=w_IO)
 
 

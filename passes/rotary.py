@@ -59,7 +59,7 @@ def _derived(r: Node, a: Node) -> list[Node] | None:
             return None
         found[n] = True
         stack.extend(n.all_input_nodes)
-    return sorted(found, key=lambda n: list(n.graph.nodes).index(n)) if found else None
+    return sorted(found) if found else None  # fx nodes order as the graph does
 
 
 def _signed_permutation(a: Node, r: Node) -> tuple[list[int], list[int]] | None:

@@ -78,6 +78,7 @@ def exported_program(model: GraphModule) -> ExportedProgram:
     pytree_info = getattr(codegen, "pytree_info", None)
     parameters = dict(gm.named_parameters(remove_duplicate=False))
     non_persistent = _non_persistent(gm)
+    buffers = {name for name, _ in gm.named_buffers(remove_duplicate=False)}
     user_inputs = [n for n in graph.nodes if n.op == "placeholder"]
     lifted: dict[str, torch.fx.Node] = {}
     state_dict, constants, specs = {}, {}, []
@@ -92,7 +93,7 @@ def exported_program(model: GraphModule) -> ExportedProgram:
             if target in parameters:
                 kind, persistent = InputKind.PARAMETER, None
                 state_dict[target] = value
-            elif target not in non_persistent and any(target == b for b, _ in gm.named_buffers()):
+            elif target in buffers and target not in non_persistent:
                 kind, persistent = InputKind.BUFFER, True
                 state_dict[target] = value
             else:
