@@ -10,8 +10,10 @@
     constant_pad_nd(x, [0, …]) → x                  (Swin pads to a window multiple, often by 0)
     clone(x)                   → x                  (used by ``windows``: a contiguity copy)
     cat([x, empty, …], d)      → cat([x, …], d), or x   parts of size 0 along d (Phi-3's q[..., D:])
-    x[..., [i, i+1, …], ...]   → slice(x, d, i, i + n)  a constant index of consecutive entries on
-                                                      one axis (Falcon's qkv[:, :, :, [-2]])
+    x[..., I₀, I₁, …, ...]     → expand(reshape(slice(x, …)))   static indices (a buffer, or built
+                                 from arange) that each run through consecutive positions along
+                                 one axis of the index shape, in order: Falcon's qkv[:, :, :, [-2]],
+                                 a mask builder's p[arange(B)[:, …], arange(K)[…, :]] — no gather
     f(a, b, …) twice           → once               pure ATen calls with equal arguments
 
 Dead code goes at the end of every pass.
@@ -26,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch.fx import Node
 
-from ane_rewrite.rewrite.graph import VIEWS, arg, aten, is_op, normalize_dim, rank, shape
+from ane_rewrite.rewrite.graph import VIEWS, arg, aten, is_op, normalize_dim, rank, shape, static_value
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._layouts import normalize_dims_ordered, squeezed_dims
@@ -126,36 +128,64 @@ def _drop_empty_parts(rw, node: Node, m: dict) -> Node:
     return m["kept"][0] if len(m["kept"]) == 1 else rw.call(aten.cat.default, m["kept"], m["dim"])
 
 
-def _constant(node):
-    """The tensor a node holds when it is a module attribute (through copies), else None."""
-    while is_op(node, aten.clone, aten.alias, aten.lift_fresh_copy):
-        node = node.args[0]
-    if not (isinstance(node, Node) and node.op == "get_attr"):
-        return None
-    value = node.graph.owning_module
-    for part in node.target.split("."):
-        value = getattr(value, part, None)
-    return value if isinstance(value, torch.Tensor) else None
+def _index_axes(indices: list, out_rank: int):
+    """Each constant index as (start, length, axis of the broadcast index shape it runs along,
+    or None when it holds one value), with the broadcast shape; None unless every index runs
+    along at most one axis through consecutive positions and the axes keep the index order."""
+    broadcast = torch.broadcast_shapes(*(i.shape for i in indices))
+    runs, last = [], -1
+    for idx in indices:
+        full = idx.expand(broadcast).reshape(broadcast)
+        varying = [a for a in range(len(broadcast)) if broadcast[a] > 1 and not bool(
+            (full == full.narrow(a, 0, 1)).all())]
+        if len(varying) > 1:
+            return None
+        if not varying:
+            runs.append((int(full.flatten()[0]), 1, None))
+            continue
+        axis = varying[0]
+        line = full.movedim(axis, -1).reshape(-1, broadcast[axis])[0]
+        start = int(line[0])
+        if axis <= last or not torch.equal(line, torch.arange(start, start + len(line))):
+            return None
+        runs.append((start, len(line), axis))
+        last = axis
+    return runs, tuple(broadcast)
 
 
 def _match_index_slice(node: Node) -> MatchResult:
     x, indices = node.args[:2]
-    given = [(d, i) for d, i in enumerate(indices) if i is not None]
-    if len(given) != 1 or rank(x) is None:
+    given = [d for d, i in enumerate(indices) if i is not None]
+    if not given or rank(x) is None or given != list(range(given[0], given[-1] + 1)):
         return MatchResult.skip()
-    dim, idx = given[0]
-    value = _constant(idx)
-    if value is None or value.dim() != 1 or value.is_floating_point() or value.numel() == 0:
+    values = [static_value(indices[d]) for d in given]
+    if any(v is None or v.is_floating_point() or v.dtype == torch.bool or v.numel() == 0 for v in values):
         return MatchResult.skip()
-    size = shape(x)[dim]
-    at = [int(v) % size for v in value.tolist()]
-    if at != list(range(at[0], at[0] + len(at))):
+    sizes = [shape(x)[d] for d in given]
+    found = _index_axes([v % size for v, size in zip(values, sizes)], rank(node))
+    if found is None:
         return MatchResult.skip()
-    return MatchResult.ok(x=x, dim=dim, start=at[0], end=at[0] + len(at))
+    runs, broadcast = found
+    if any(start + length > size for (start, length, _), size in zip(runs, sizes)):
+        return MatchResult.skip()
+    return MatchResult.ok(x=x, dims=given, runs=runs, broadcast=broadcast)
 
 
 def _index_as_slice(rw, node: Node, m: dict) -> Node:
-    return rw.call(aten.slice.Tensor, m["x"], m["dim"], m["start"], m["end"])
+    """x sliced on each indexed axis, then its runs placed on the axes of the index shape."""
+    y = m["x"]
+    for d, (start, length, _) in zip(m["dims"], m["runs"]):
+        y = rw.call(aten.slice.Tensor, y, d, start, start + length)
+    lead, rest = list(shape(y)[:m["dims"][0]]), list(shape(y)[m["dims"][-1] + 1:])
+    placed = [1] * len(m["broadcast"])
+    for _, length, axis in m["runs"]:
+        if axis is not None:
+            placed[axis] = length
+    target = lead + placed + rest
+    if list(shape(y)) != target:
+        y = rw.call(aten.reshape.default, y, target)
+    full = lead + list(m["broadcast"]) + rest
+    return y if target == full else rw.call(aten.expand.default, y, full)
 
 
 def _existing(rw, node, m):
@@ -213,7 +243,7 @@ drop_clone = Rule("drop_clone", (aten.clone,), _match_clone, _existing,
 drop_empty_cat_parts = Rule("drop_empty_cat_parts", (aten.cat,), _match_empty_cat_parts, _drop_empty_parts,
                             "cat([x, empty, …], d) → cat([x, …], d), or x")
 index_as_slice = Rule("index_as_slice", (aten.index.Tensor,), _match_index_slice, _index_as_slice,
-                      "x[..., constant consecutive indices, ...] → slice(x, d, i, i + n)")
+                      "x[..., static consecutive indices, ...] → expand(reshape(slice(x, …))) (no gather)")
 dedupe = Rule("dedupe", None, _match_cse, _existing, "a pure call repeated with equal arguments → one call")
 
 # The canonical forms: shared with the passes whose rewrites leave such pairs behind.

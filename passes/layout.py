@@ -2,9 +2,10 @@
 
 Glossary: B batch, S sequence, C channels, H/W spatial, O/I out/in channels.
 
-Conversions (weights are viewed in the graph; parameters keep their names and shapes; a weight
-another op also reads — an LM head tied to the embedding table — is used as it is, in a matmul
-on the channels-first layout, so the export holds one copy of it):
+Conversions (weights are viewed in the graph; parameters keep their names and shapes; a weight shared by
+several linears — ALBERT's layers — is one conv weight for all of them; a weight another kind
+of op also reads — an LM head tied to the embedding table — is used as it is, in a matmul on
+the channels-first layout, so the export holds one copy of it):
 
     linear(x_BSC, W, b)                     → from(conv2d(x_BC1S, W.view(O, I, 1, 1), b))
     linear(x_BC, W, b)                      → from(conv2d(x_BC11, W.view(O, I, 1, 1), b))
@@ -82,9 +83,20 @@ def _shared_weight_product(rw, x_CF: Node, w_OI: Node, bias) -> Node:
     return rw.call(aten.reshape.default, y, [b, o, *spatial])
 
 
+def _projection_only(w: Node) -> bool:
+    """Every reader of w uses it as a projection weight: a linear, or the 4-D view of it a
+    converted linear reads (one weight shared by the layers of ALBERT is still one conv weight,
+    and the equal views of it become one node in cleanup)."""
+    def projection(r: Node) -> bool:
+        if is_op(r, aten.linear):
+            return r.args[1] is w and r.args[0] is not w
+        return is_op(r, aten.reshape) and list(r.args[1]) == [*shape(w), 1, 1]
+    return all(projection(r) for r in readers(w))
+
+
 def _rewrite_linear(rw, node: Node, m: dict) -> Node:
     x_CF = emit_to(rw, m["x"])
-    if len(readers(m["w"])) > 1:
+    if not _projection_only(m["w"]):
         y = _shared_weight_product(rw, x_CF, m["w"], m["b"])
     else:
         y = _conv(rw, x_CF, m["w"], m["b"])

@@ -4,7 +4,8 @@
   ``<python.module>:<factory>`` to a model (random weights unless a local directory holds them;
   nothing is downloaded).
 - ``example_inputs(model, seq_len, batch)`` builds inputs: token ids and an attention mask for
-  Hugging Face text models, pixel values for vision models (size from the model's config).
+  Hugging Face text models, pixel values for vision models (size from the model's config),
+  log-mel features for speech encoders, and decoder token ids for encoder-decoder models.
 - ``prepare(model)`` readies a (copied) model for capture: Hugging Face models are captured
   with ``use_cache=False``, so a rewritten decoder returns no key/value cache.
 - ``draw_inputs(example, i)``: random inputs shaped like the example (``verify``'s draws).
@@ -98,26 +99,62 @@ def _load(source: str) -> torch.nn.Module:
     return model.eval()
 
 
-def example_inputs(model: torch.nn.Module, seq_len: int = 128, batch: int = 1) -> dict | tuple:
-    """Inputs to capture ``model`` with: a dict of keyword arguments or a tuple."""
-    gen = torch.Generator().manual_seed(SEED)
-    if _is_hf(model):
-        config = model.config
-        main = getattr(model, "main_input_name", "input_ids")
-        if main == "input_ids":
-            text = config.get_text_config() if hasattr(config, "get_text_config") else config
-            limit = getattr(text, "max_position_embeddings", None) or getattr(text, "n_positions", None)
-            if limit is not None and seq_len > limit:
-                raise InputError(f"seq_len {seq_len} exceeds the model's {limit} positions")
-            ids = torch.randint(0, text.vocab_size, (batch, seq_len), generator=gen)
-            return {"input_ids": ids, "attention_mask": torch.ones(batch, seq_len, dtype=torch.long)}
-        if main == "pixel_values":
-            size = getattr(config, "image_size", 224)
-            size = (size, size) if isinstance(size, int) else tuple(size)
-            channels = getattr(config, "num_channels", 3)
-            return {"pixel_values": torch.randn(batch, channels, *size, generator=gen)}
+def _limit(config, *names):
+    for name in names:
+        value = getattr(config, name, None)
+        if value:
+            return value
+    return None
+
+
+def _token_ids(config, seq_len: int, batch: int, gen: torch.Generator, *limits: str) -> torch.Tensor:
+    limit = _limit(config, *limits)
+    if limit is not None and seq_len > limit:
+        raise InputError(f"seq_len {seq_len} exceeds the model's {limit} positions")
+    return torch.randint(0, config.vocab_size, (batch, seq_len), generator=gen)
+
+
+def _hf_inputs(model, seq_len: int, batch: int, gen: torch.Generator) -> dict:
+    config = model.config
+    main = getattr(model, "main_input_name", "input_ids")
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if main == "input_ids":
+        inputs = {"input_ids": _token_ids(text, seq_len, batch, gen, "max_position_embeddings", "n_positions"),
+                  "attention_mask": torch.ones(batch, seq_len, dtype=torch.long)}
+    elif main == "pixel_values":
+        size = getattr(config, "image_size", 224)
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        channels = getattr(config, "num_channels", 3)
+        inputs = {"pixel_values": torch.randn(batch, channels, *size, generator=gen)}
+    elif main == "input_features" and getattr(config, "num_mel_bins", None):
+        # a speech encoder (Whisper) takes its full window: two frames per encoder position
+        frames = 2 * config.max_source_positions
+        inputs = {"input_features": torch.randn(batch, config.num_mel_bins, frames, generator=gen)}
+    else:
         raise InputError(f"no example-input builder for a Hugging Face model whose main input is "
                          f"{main!r}; pass example_inputs=")
+    if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in _forward_args(model):
+        # a seq2seq model: the decoder's tokens too (as many as fit its positions)
+        limit = _limit(text, "max_target_positions", "max_position_embeddings")
+        length = min(seq_len, limit) if limit else seq_len
+        inputs["decoder_input_ids"] = _token_ids(text, length, batch, gen)
+    return inputs
+
+
+def _forward_args(model) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(model.forward).parameters)
+
+
+def example_inputs(model: torch.nn.Module, seq_len: int = 128, batch: int = 1) -> dict | tuple:
+    """Inputs to capture ``model`` with: a dict of keyword arguments or a tuple. Hugging Face
+    text models get token ids and an attention mask (``seq_len`` tokens), vision models pixel
+    values, speech encoders (Whisper) log-mel features of their full window; an encoder-decoder
+    model also gets ``decoder_input_ids`` (``seq_len`` tokens, at most the decoder's positions)."""
+    gen = torch.Generator().manual_seed(SEED)
+    if _is_hf(model):
+        return _hf_inputs(model, seq_len, batch, gen)
     if _is_timm(model):
         import timm.data
 
@@ -131,10 +168,14 @@ def example_inputs(model: torch.nn.Module, seq_len: int = 128, batch: int = 1) -
 
 
 def prepare(model: torch.nn.Module) -> torch.nn.Module:
-    """Ready a copy for capture, in place: eval mode; HF models without a key/value cache."""
+    """Ready a copy for capture, in place: eval mode; HF models without a key/value cache —
+    every sub-model's config too (a seq2seq model's decoder holds a config of its own)."""
     model.eval()
-    if _is_hf(model) and hasattr(model.config, "use_cache"):
-        model.config.use_cache = False
+    if _is_hf(model):
+        for module in model.modules():
+            config = getattr(module, "config", None)
+            if getattr(config, "use_cache", False):
+                config.use_cache = False
     return model
 
 

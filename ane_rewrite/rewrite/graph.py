@@ -103,3 +103,47 @@ def op_counts(gm: GraphModule) -> dict[str, int]:
             name = getattr(getattr(n.target, "overloadpacket", n.target), "__name__", str(n.target))
             counts[name] = counts.get(name, 0) + 1
     return counts
+
+
+MAX_STATIC_NODES = 64
+MAX_STATIC_ELEMENTS = 1 << 20
+
+
+def static_value(node: Any) -> torch.Tensor | None:
+    """The value of a node that no graph input reaches (an index built from ``arange``, a
+    buffer, their arithmetic), computed on the module's own tensors; None when an input reaches
+    it, when the sub-graph is larger than ``MAX_STATIC_NODES`` or the value than
+    ``MAX_STATIC_ELEMENTS``, or when a node of it cannot be run."""
+    if not isinstance(node, Node):
+        return None
+    order, seen, stack = [], set(), [node]
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n.op == "placeholder" or (n.op == "call_function" and n.is_impure()) or len(seen) > MAX_STATIC_NODES:
+            return None
+        if n.op not in ("call_function", "get_attr"):
+            return None
+        order.append(n)
+        stack.extend(n.all_input_nodes)
+    module, values = node.graph.owning_module, {}
+    for n in sorted(order):
+        if n.op == "get_attr":
+            value = module
+            for part in n.target.split("."):
+                value = getattr(value, part, None)
+        else:
+            args = torch.fx.node.map_arg(n.args, values.__getitem__)
+            kwargs = torch.fx.node.map_arg(n.kwargs, values.__getitem__)
+            try:
+                with torch.no_grad():
+                    value = n.target(*args, **kwargs)
+            except (RuntimeError, TypeError, ValueError, IndexError):
+                return None
+        if isinstance(value, torch.Tensor) and value.numel() > MAX_STATIC_ELEMENTS:
+            return None
+        values[n] = value
+    out = values[node]
+    return out if isinstance(out, torch.Tensor) else None

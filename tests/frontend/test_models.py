@@ -66,3 +66,27 @@ def test_a_source_gives_the_same_model_every_time():
     b = models.load("tests.zoo:tiny_distilbert_model").state_dict()
     assert torch.equal(state, torch.random.get_rng_state())
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("name, main", [("t5-seq2seq", "input_ids"), ("bart-seq2seq", "input_ids"),
+                                        ("whisper-seq2seq", "input_features")])
+def test_seq2seq_inputs_feed_the_encoder_and_the_decoder(name, main):
+    from tests.attention_families import build
+
+    model = build(name)
+    ex = models.example_inputs(model, seq_len=40)
+    assert main in ex and ex["decoder_input_ids"].shape == (1, 40)
+    if main == "input_features":  # the encoder's full window: two frames per position
+        assert ex[main].shape == (1, 80, 2 * model.config.max_source_positions)
+    assert int(ex["decoder_input_ids"].max()) < model.config.vocab_size
+    with torch.no_grad():
+        model(**ex)
+
+
+def test_prepare_turns_off_the_cache_of_a_seq2seq_decoder_config():
+    """T5's decoder stack holds a copy of the config: its use_cache is turned off too (else the
+    captured model returns a cache object torch.export cannot flatten)."""
+    from tests.attention_families import build
+
+    model = models.prepare(build("t5-seq2seq"))
+    assert all(not getattr(m.config, "use_cache", False) for m in model.modules() if hasattr(m, "config"))

@@ -51,6 +51,35 @@ def test_a_constant_index_of_consecutive_entries_is_a_slice(at, fires):
         torch.testing.assert_close(outputs(gm, example), module(*example))
 
 
+class MaskBuilderIndex(nn.Module):
+    """A mask builder's p[arange(B)[:, None, None, None], arange(K)[None, None, None, :]]
+    (transformers' padding-mask function): static indices, one run per axis — a slice and a
+    reshape, no gather. Indices that are not runs (a reversal) stay an index."""
+
+    def __init__(self, reverse=False):
+        super().__init__()
+        self.reverse = reverse
+
+    def forward(self, p):
+        b, k = p.shape
+        keys = torch.arange(k)
+        if self.reverse:
+            keys = keys.flip(0)
+        picked = p[torch.arange(b)[:, None, None, None], keys[None, None, None, :]]
+        return picked.expand(b, 1, 3, k) * 2
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_static_indices_built_from_arange_become_a_slice_and_a_reshape(reverse):
+    module, example = MaskBuilderIndex(reverse).eval(), (torch.randn(2, 6),)
+    gm = captured(module, example)
+    result = cleanup(gm)
+    assert (result.counts.get("index_as_slice", 0) == 1) == (not reverse)
+    assert count(gm, "index") == (1 if reverse else 0)
+    with torch.no_grad():
+        torch.testing.assert_close(outputs(gm, example), module(*example))
+
+
 @pytest.mark.parametrize("name,fn,rule,gone", CASES, ids=[c[0] for c in CASES])
 def test_rule_fires_keeps_numbers_and_is_idempotent(name, fn, rule, gone):
     module, example = Fn(fn).eval(), (torch.randn(2, 3, 5),)

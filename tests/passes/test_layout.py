@@ -149,6 +149,29 @@ def test_tied_weight_is_read_as_it_is():
     _close(gm, module, example)
 
 
+def test_a_weight_shared_by_several_linears_is_one_conv_weight():
+    """ALBERT: one layer's weights serve every layer. Every use becomes a conv, all reading
+    one 4-D view of the one parameter (after cleanup), so the export holds it once."""
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(16, 16)
+
+        def forward(self, x):
+            for _ in range(3):
+                x = torch.tanh(self.fc(x)) + x
+            return x
+
+    module, example = Shared().eval(), (torch.randn(2, 7, 16),)
+    gm = captured(module, example)
+    default_pipeline()(gm)
+    assert count(gm, "linear") == 0 and count(gm, "matmul") == 0 and count(gm, "conv2d") == 3
+    views = [n for n in gm.graph.nodes if n.op == "call_function" and n.args and getattr(n.args[0], "target", None) == "fc.weight"]
+    assert len(views) == 1 and len(views[0].users) == 3
+    assert [name for name, _ in gm.named_parameters()] == ["fc.weight", "fc.bias"]
+    _close(gm, module, example)
+
+
 def test_rank2_addmm_becomes_BC11_conv():
     class Head(nn.Module):
         def __init__(self):

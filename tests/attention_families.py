@@ -1,0 +1,38 @@
+"""Small models whose attention is more than a plain dot product (issue 13): position biases,
+softcapping, disentangled terms, cross-attention, weights shared across layers. Random
+weights, 2 layers, hidden 128, 4 heads; inputs from the adapter (``models.example_inputs``)."""
+import torch
+import transformers
+
+LAYERS, HEADS, SEQ = 2, 4, 32
+TEXT = dict(num_hidden_layers=LAYERS, hidden_size=128, num_attention_heads=HEADS, intermediate_size=256,
+            vocab_size=1000, max_position_embeddings=128)
+SEQ2SEQ = dict(d_model=128, encoder_layers=LAYERS, decoder_layers=LAYERS, encoder_attention_heads=HEADS,
+               decoder_attention_heads=HEADS, encoder_ffn_dim=256, decoder_ffn_dim=256, vocab_size=1000,
+               pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+T5 = dict(d_model=128, d_kv=32, d_ff=256, num_layers=LAYERS, num_heads=HEADS, vocab_size=1000)
+
+# name: (transformers class, config, attention implementation, attentions (self + cross))
+FAMILIES = {
+    "bloom-alibi": ("BloomModel", dict(n_layer=LAYERS, hidden_size=128, n_head=HEADS, vocab_size=1000), "eager", LAYERS),
+    "gemma2-softcap": ("Gemma2Model", dict(TEXT, num_key_value_heads=2, head_dim=32, sliding_window=8,
+                                           attn_logit_softcapping=50.0), "eager", LAYERS),
+    "deberta-v2-disentangled": ("DebertaV2Model", dict(TEXT, relative_attention=True, pos_att_type=["p2c", "c2p"],
+                                                       position_buckets=16), "eager", LAYERS),
+    "albert-shared": ("AlbertModel", dict(TEXT, embedding_size=64), "sdpa", LAYERS),
+    "t5-encoder": ("T5EncoderModel", T5, "eager", LAYERS),
+    "t5-seq2seq": ("T5Model", T5, "eager", 3 * LAYERS),
+    "bart-seq2seq": ("BartModel", dict(SEQ2SEQ, max_position_embeddings=128), "sdpa", 3 * LAYERS),
+    "whisper-seq2seq": ("WhisperModel", dict(SEQ2SEQ, num_mel_bins=80, max_source_positions=32,
+                                             max_target_positions=64), "sdpa", 3 * LAYERS),
+}
+
+
+def build(name: str):
+    cls_name, config, implementation, _ = FAMILIES[name]
+    cls = getattr(transformers, cls_name)
+    config = cls.config_class(**config)
+    config._attn_implementation = implementation
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return cls(config).eval()
