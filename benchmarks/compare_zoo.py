@@ -24,7 +24,7 @@ from pathlib import Path
 CHIP = "A15"
 
 
-def _hf(cls_name: str, seq: int, **config):
+def _hf(cls_name: str, seq: int, attn: str | None = None, **config):
     def build():
         import transformers
 
@@ -32,6 +32,8 @@ def _hf(cls_name: str, seq: int, **config):
         cfg = cls.config_class(**config)
         if cls_name.endswith("ForSequenceClassification"):
             cfg.num_labels = 2
+        if attn is not None:  # the implementation the family's logit steps need (Gemma 2: eager)
+            cfg._attn_implementation = attn
         return cls(cfg).eval()
     return {"family": "transformers", "build": build, "seq": seq}
 
@@ -87,7 +89,26 @@ ZOO = {
                                                  new_decoder_architecture=True)),
         ("modernbert-512", "ModernBertModel", dict(hidden_size=512, num_attention_heads=8, intermediate_size=1536,
                                                    global_attn_every_n_layers=1)),
+        ("bloom-512", "BloomForCausalLM", dict(hidden_size=512, n_head=8)),
+        ("albert-512", "AlbertModel", dict(hidden_size=512, num_attention_heads=8, intermediate_size=2048,
+                                           embedding_size=128)),
+        ("deberta-v2-512", "DebertaV2Model", dict(hidden_size=512, num_attention_heads=8, intermediate_size=2048,
+                                                  relative_attention=True, pos_att_type=["p2c", "c2p"],
+                                                  position_buckets=256)),
     )},
+    # attention beyond the plain dot product (issue 13): softcapping, ALiBi (above), shared
+    # layers (above), bucketed biases and cross-attention; 2 layers (each side), hidden 512
+    "gemma2-512": _hf("Gemma2ForCausalLM", 128, attn="eager", num_hidden_layers=2, vocab_size=32000,
+                      hidden_size=512, num_attention_heads=2, num_key_value_heads=1, head_dim=256,
+                      intermediate_size=2048, attn_logit_softcapping=50.0, pad_token_id=0),
+    "t5-512": _hf("T5Model", 128, attn="eager", d_model=512, d_kv=64, num_heads=8, d_ff=2048, num_layers=2,
+                  vocab_size=32000),
+    "bart-512": _hf("BartModel", 128, d_model=512, encoder_layers=2, decoder_layers=2, encoder_attention_heads=8,
+                    decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048, vocab_size=32000),
+    "whisper-512": _hf("WhisperModel", 128, d_model=512, encoder_layers=2, decoder_layers=2,
+                       encoder_attention_heads=8, decoder_attention_heads=8, encoder_ffn_dim=2048,
+                       decoder_ffn_dim=2048, vocab_size=32000, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                       decoder_start_token_id=1),  # the real 30 s window: 3000 frames, 1500 positions
 }
 
 

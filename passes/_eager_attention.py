@@ -16,7 +16,7 @@ import math
 
 from torch.fx import Node
 
-from ane_rewrite.rewrite.graph import VIEWS, aten, is_op, readers, shape
+from ane_rewrite.rewrite.graph import VIEWS, aten, content_term_reason, depends_on, is_op, readers, shape
 from ane_rewrite.rewrite.rules import MatchResult, Rule
 
 from ._heads import head_channels, source_of
@@ -71,6 +71,18 @@ def _leads_to_matmul(x: Node) -> bool:
             return False
 
 
+def product_operands(qk: Node, scale: float) -> tuple[Node, Node, float]:
+    """q and kᵀ of the logits product, a scale applied to either before it folded into scale."""
+    operands = []
+    for operand in qk.args[:2]:
+        peeled = _scalar(operand)
+        if peeled is not None:
+            operand, factor = peeled
+            scale *= factor
+        operands.append(operand)
+    return operands[0], operands[1], scale
+
+
 def _transposed(t):
     return t.transpose(-1, -2)
 
@@ -100,15 +112,7 @@ def _match_eager(node: Node) -> MatchResult:
     if peeled is None:
         return MatchResult.fail("softmax input is not [mask +] [scale ·] matmul(q, kᵀ)")
     qk, scale, masks = peeled
-    q, k_t = qk.args[:2]
-    operands = []
-    for operand in (q, k_t):  # a scale applied to q or to k before the product
-        peeled_operand = _scalar(operand)
-        if peeled_operand is not None:
-            operand, factor = peeled_operand
-            scale *= factor
-        operands.append(operand)
-    q, k_t = operands
+    q, k_t, scale = product_operands(qk, scale)
     splits: list[tuple[int, int] | None] = [None]
     if r == 3:  # (B·H, S, d): B is an outer axis of the projection the heads come from
         bh = shape(q)[0]
@@ -117,6 +121,10 @@ def _match_eager(node: Node) -> MatchResult:
     for split in splits:
         found = _heads_of(q, k_t, v, split)
         if all(f is not None for f in found):
+            sources = {found[0].source, found[1].source}
+            for mask, _ in masks:
+                if depends_on(mask, sources):
+                    return MatchResult.fail(content_term_reason(mask))
             return MatchResult.ok(q=q, k_t=k_t, v=v, scale=scale, split=split, masks=masks)
     names = "q, k and v" if r == 4 else "q, k and v (read as (B, H, S, d))"
     return MatchResult.fail(f"{names} are not head splits of the channel axis of (B, C, 1, S) tensors")

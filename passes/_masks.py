@@ -5,8 +5,11 @@ logits) and ``is_causal`` into additive masks for the channels-first attention, 
 where a key is kept, ``hardware.MASKED_LOGIT`` (−1e4, finite in fp16) where it is not — never ``-inf`` or
 dtype-min. A bool mask can leave a query with no key at all; torch's sdpa returns zeros for it,
 and so does the lowering (``MaskPlan.zero_rows``, ``row_valid``). A float mask whose row is all
-dtype-min averages the values in torch; with −1e4 such a row attends by its logits instead
-(padding outputs only: a sequence that is all padding).
+dtype-min averages the values in torch; with −1e4 such a row would attend by its logits, so
+where a tokenizer's (right-padded) mask can empty a row — a sliding window over padding —
+the lowering gives the mean of the values there too (``MaskPlan.mean_rows``); a left-padded
+mask can still empty a causal row the static part keeps, and such a row attends by its
+logits (padding outputs only).
 
 Padding masks: when the mask is a function of one integer graph input p (B, Sk) (the attention
 mask a Hugging Face model takes) whose values are only "keep" (0, or True) and "masked" (≤ −1e4,
@@ -100,6 +103,8 @@ def _static_heads(rw, keep_BHQK: torch.Tensor, dtype: torch.dtype) -> list[Node]
 class MaskPlan:
     adds: list[Node]   # additive (Bm, Sk, 1, Sq), one per head, or one shared by all heads
     zero_rows: bool    # a query whose keys are all masked gets zeros (torch's bool-mask sdpa)
+    mean_rows: bool = False  # … gets the mean of the values (a float mask of dtype-min entries,
+    #                          where a right-padded mask can empty a row: sliding windows)
 
 
 def row_valid(rw, add_BK1Q: Node) -> Node:
@@ -131,7 +136,10 @@ def additive_mask(rw, mask: Node | None, is_causal: bool, sq: int, sk: int,
     add = rw.call(aten.mul.Tensor, rw.call(aten.sub.Tensor, keep, 1.0), -MASKED_LOGIT)
     pad_BK11 = rw.call(aten.reshape.default, add, [shape(pad)[0], shape(pad)[1], 1, 1])
     adds = [rw.call(aten.add.Tensor, pad_BK11, part) for part in parts] or [pad_BK11]
-    return MaskPlan(adds, zero_rows=val(mask).dtype == torch.bool)
+    boolean = val(mask).dtype == torch.bool
+    # a right-padded mask keeping only key 0 empties every row whose static part masks key 0
+    empties = not bool(static[..., 0].all())
+    return MaskPlan(adds, zero_rows=boolean, mean_rows=empties and not boolean)
 
 
 def _model_mask(rw, mask: Node, static: torch.Tensor | None, dtype: torch.dtype) -> list[Node]:

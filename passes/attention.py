@@ -18,7 +18,13 @@ by ``_heads.head_channels``; y may also be a (B, C, H, W) feature map read as (B
 transposed once per attention; the per-head pieces come from one ``split`` where the heads tile
 the channels. No (B, H, S, S) tensor remains. Masks become finite additive masks (``_masks``).
 The eager form's canonicalisation, and masks added in a regrouped view of the logits (Swin's
-bias and shift mask), are ``_eager_attention``'s rules, run in the same fixpoint.
+bias and shift mask), are ``_eager_attention``'s rules, run in the same fixpoint. Eager
+attention with other steps between its product and its softmax (tanh softcapping, ALiBi and
+other position biases, per-head scales, BLOOM's (B·H, Q, K) form) is ``_logit_steps``': the
+same per-head lowering (``_per_head``) with those steps replayed on each head's logits. A
+logit term computed from the queries or keys (disentangled attention) is declined by name.
+Cross-attention needs nothing of its own: k and v are head splits of another stream's
+projection, of another length.
 
 Why: one (B, H, S, S) product for every head spills out of the on-chip cache and its softmax
 over the last axis cannot be split; per head, with the keys on the channel axis, each piece
@@ -27,7 +33,6 @@ is small and the einsums map onto the hardware directly (docs/ane.md#principles,
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import replace
 
 from torch.fx import Node
@@ -36,8 +41,10 @@ from ane_rewrite.rewrite.graph import arg, aten, shape, val
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._eager_attention import eager_to_sdpa, regrouped_mask_add
+from ._logit_steps import eager_logit_steps
 from ._heads import head_channels
-from ._masks import additive_mask, row_valid
+from ._masks import additive_mask
+from ._per_head import batch_first, lower_per_head
 from .cleanup import CANONICAL_RULES
 
 
@@ -73,60 +80,15 @@ def _match_sdpa(node: Node) -> MatchResult:
                           scale=scale if scale is not None else 1.0 / math.sqrt(heads["q"].dim))
 
 
-def _pieces(rw, x: Node, bases: tuple[int, ...], d: int, axis: int) -> list[Node]:
-    """x's channel blocks [base, base + d) on ``axis``, one per head (a split where they tile)."""
-    width = shape(x)[axis]
-    unique = sorted(set(bases))
-    if width % d == 0 and unique == list(range(0, width, d)):
-        parts = rw.call(aten.split_with_sizes.default, x, [d] * (width // d), axis)
-        blocks = {base: rw.call(operator.getitem, parts, i) for i, base in enumerate(unique)}
-    else:
-        blocks = {base: rw.call(aten.slice.Tensor, x, axis, base, base + d) for base in unique}
-    return [blocks[b] for b in bases]
-
-
-def _batch_first(rw, heads) -> Node:
-    """The (B, C, 1, S) tensor the heads read: a sequence-first (S, C, 1, B) one is transposed,
-    a (B, C, H, W) feature map is flattened to (B, C, 1, H·W)."""
-    if heads.swapped:
-        return rw.call(aten.permute.default, heads.source, [3, 1, 2, 0])
-    if heads.spatial:
-        b, c, rows, cols = shape(heads.source)
-        return rw.call(aten.reshape.default, heads.source, [b, c, 1, rows * cols])
-    return heads.source
-
-
 def _rewrite_sdpa(rw, node: Node, m: dict) -> Node:
-    hq, hk, hv = m["heads"]["q"], m["heads"]["k"], m["heads"]["v"]
-    q_BC1Q, k_BC1K, v_BC1K = (_batch_first(rw, h) for h in (hq, hk, hv))
-    batch, _, _, sq = shape(q_BC1Q)
-    sk = shape(k_BC1K)[3]
-    q_BC1Q = rw.call(aten.mul.Tensor, q_BC1Q, m["scale"])
-    k_BK1C = rw.call(aten.permute.default, k_BC1K, [0, 3, 2, 1])   # the one transpose of K
-    qs = _pieces(rw, q_BC1Q, hq.bases, hq.dim, 1)
-    ks = _pieces(rw, k_BK1C, hk.bases, hk.dim, 3)
-    vs = _pieces(rw, v_BC1K, hv.bases, hv.dim, 1)
+    heads = m["heads"]
+    q_BC1Q = batch_first(rw, heads["q"])
+    sq, sk = shape(q_BC1Q)[3], shape(batch_first(rw, heads["k"]))[3]
     plan = additive_mask(rw, m["mask"], m["is_causal"], sq, sk, val(q_BC1Q).dtype)
-    shared = plan is not None and len(plan.adds) == 1
-    outs = []
-    for h, (q_h, k_h, v_h) in enumerate(zip(qs, ks, vs)):
-        logits_BK1Q = rw.call(aten.einsum.default, "bchq,bkhc->bkhq", [q_h, k_h])
-        if plan is not None:
-            logits_BK1Q = rw.call(aten.add.Tensor, logits_BK1Q, plan.adds[0 if shared else h])
-        weights_BK1Q = rw.call(aten._softmax.default, logits_BK1Q, 1, False)
-        out_Bd1Q = rw.call(aten.einsum.default, "bkhq,bchk->bchq", [weights_BK1Q, v_h])
-        if plan is not None and plan.zero_rows and not shared:
-            out_Bd1Q = rw.call(aten.mul.Tensor, out_Bd1Q, row_valid(rw, plan.adds[h]))
-        outs.append(out_Bd1Q)
-    out_BC1Q = rw.call(aten.cat.default, outs, 1)
-    if plan is not None and plan.zero_rows and shared:
-        out_BC1Q = rw.call(aten.mul.Tensor, out_BC1Q, row_valid(rw, plan.adds[0]))
-    heads = len(hq.bases)
-    out_BHdQ = rw.call(aten.reshape.default, out_BC1Q, [batch, heads, hv.dim, sq])
-    return rw.call(aten.permute.default, out_BHdQ, [0, 1, 3, 2])            # (B, H, Q, d)
+    return lower_per_head(rw, heads, m["scale"], plan)
 
 
 sdpa_per_head = Rule("sdpa_per_head", (aten.scaled_dot_product_attention,), _match_sdpa, _rewrite_sdpa,
                      "sdpa(heads(q), heads(k), heads(v)) → per-head einsums on (B, C, 1, S)")
 
-attention = Pass("attention", [regrouped_mask_add, eager_to_sdpa, sdpa_per_head, *CANONICAL_RULES], __doc__)
+attention = Pass("attention", [regrouped_mask_add, eager_to_sdpa, eager_logit_steps, sdpa_per_head, *CANONICAL_RULES], __doc__)

@@ -84,12 +84,14 @@ def _shared_weight_product(rw, x_CF: Node, w_OI: Node, bias) -> Node:
 
 
 def _projection_only(w: Node) -> bool:
-    """Every reader of w uses it as a projection weight: a linear, or the 4-D view of it a
-    converted linear reads (one weight shared by the layers of ALBERT is still one conv weight,
+    """Every reader of w uses it as a projection weight: a linear, x @ Wᵀ, or the 4-D view of
+    it a converted linear reads (one weight shared by the layers of ALBERT is still one conv weight,
     and the equal views of it become one node in cleanup)."""
     def projection(r: Node) -> bool:
         if is_op(r, aten.linear):
             return r.args[1] is w and r.args[0] is not w
+        if is_op(r, aten.permute, aten.t):  # x @ Wᵀ (Falcon's spelling of a linear)
+            return all(is_op(u, aten.matmul) and u.args[1] is r for u in readers(r))
         return is_op(r, aten.reshape) and list(r.args[1]) == [*shape(w), 1, 1]
     return all(projection(r) for r in readers(w))
 

@@ -11,11 +11,7 @@ from ane_rewrite.frontend import models
 from tests.attention_families import FAMILIES, HEADS, SEQ, build
 from tests.helpers import count
 
-NOT_YET = {
-    "bloom-alibi": "ALiBi: the softmax is read through a cast and a (B·H, Q, K) view",
-    "gemma2-softcap": "tanh softcapping between the product and the softmax",
-    "deberta-v2-disentangled": "content-to-position and position-to-content terms",
-}
+NOT_YET = {"deberta-v2-disentangled": "content-to-position and position-to-content terms: declined, not lowered"}
 
 
 def _families():
@@ -34,7 +30,8 @@ def _optimized(name: str):
 def test_every_attention_is_lowered_and_the_model_is_equivalent(name):
     model, example, fast = _optimized(name)
     attentions = FAMILIES[name][3]
-    assert fast.ane_report.counts()["attention"].get("sdpa_per_head", 0) == attentions
+    counts = fast.ane_report.counts()["attention"]
+    assert counts.get("sdpa_per_head", 0) + counts.get("eager_logit_steps", 0) == attentions
     for op in ("linear", "scaled_dot_product_attention", "matmul", "bmm"):
         assert count(fast, op) == 0, op
     assert count(fast, "_softmax") == attentions * HEADS
@@ -70,3 +67,15 @@ def test_weights_shared_across_layers_stay_one_parameter_and_one_constant(tmp_pa
     ane_rewrite.export(fast, example, tmp_path / "m.mlpackage", progress=False)
     weights = sum(f.stat().st_size for f in tmp_path.rglob("weight.bin"))
     assert weights <= 2 * sum(p.numel() for p in model.parameters())  # fp16, each parameter once
+
+
+def test_disentangled_attention_is_declined_with_its_reason_and_left_equivalent():
+    """DeBERTa-v2: the logits are reached through masked fills the logit-steps form does not
+    take, and its c2p/p2c terms are computed from the queries and keys: every attention is
+    declined by name, none half-rewritten."""
+    model, example, fast = _optimized("deberta-v2-disentangled")
+    declined = [d for r in fast.ane_report.results for d in r.declined if d.rule == "eager_logit_steps"]
+    assert len(declined) == FAMILIES["deberta-v2-disentangled"][3]
+    assert all(d.reason.startswith("the input of softmax") for d in declined)
+    assert count(fast, "_softmax") == 0 and count(fast, "softmax") == FAMILIES["deberta-v2-disentangled"][3]
+    assert ane_rewrite.verify(model, fast, example, draws=2).ok

@@ -147,3 +147,22 @@ def static_value(node: Any) -> torch.Tensor | None:
         values[n] = value
     out = values[node]
     return out if isinstance(out, torch.Tensor) else None
+
+
+def depends_on(node: Node, sources: set, limit: int = 400) -> bool:
+    """Whether one of ``sources`` is among node's ancestors (node included), looking at no
+    more than ``limit`` nodes: a term computed from an attention's queries or keys."""
+    seen, stack = set(), [node]
+    while stack and len(seen) < limit:
+        n = stack.pop()
+        if n in sources:
+            return True
+        if n not in seen:
+            seen.add(n)
+            stack.extend(n.all_input_nodes)
+    return False
+
+
+def content_term_reason(term: Node) -> str:
+    return (f"logit term {term.name} is computed from the queries or keys (content-dependent position "
+            "terms, as in disentangled attention): lowering it per head is not implemented")

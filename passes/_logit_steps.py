@@ -1,0 +1,203 @@
+"""Eager attention with steps between its product and its softmax, lowered per head.
+
+    matmul(softmax(f(matmul(q, kᵀ))), v)      f: a chain of elementwise steps, each with at most
+                                              one other operand that does not depend on q·kᵀ
+        → per head h: f_h(einsum(q_h, k_h)) + masks_h, softmax over the keys, einsum with v_h
+
+The chain from the product to the softmax may hold, in any order:
+- scalar steps: ``c · x``, ``x / c``, ``x + c``, ``tanh``, ``neg``, ``sigmoid``, ``clamp`` (tanh
+  logit softcapping ``c · tanh(x / c)``, a temperature after the product);
+- tensor terms: ``x + t``, ``x − t``, ``x · t``, ``x / t`` with t broadcastable to the logits
+  (B, H, Q, K): ALiBi slopes × distances, a learned table already gathered, T5's bucketed
+  bias, a bias computed at run time by a sub-graph, a learned per-head scale (H, 1, 1). Each
+  term is laid out once per head it differs on — (Bt, K, 1, Q) — and shared when it is the
+  same for every head;
+- regrouping views between (B·H, Q, K) and (B, H, Q, K) (BLOOM's ``baddbmm`` form), and casts
+  that keep the dtype.
+Leading scalar scales fold into q (as sdpa's scale); trailing additive terms are the mask
+(``_masks``: a padding mask becomes arithmetic on the model's mask input, others are clamped
+to the fp16-safe masked value); the steps in between are replayed on each head's logits.
+
+A term that is itself computed from the queries or keys (DeBERTa's content-to-position and
+position-to-content terms) is declined, naming the term's node: lowering its relative-position
+gather per head is another rewrite; nothing is left half-rewritten.
+
+Why: the same per-head form as plain attention (docs/ane.md#principles, 2 and 3); a step
+replayed per head costs one elementwise op on a (B, K, 1, Q) tile.
+"""
+from __future__ import annotations
+
+import math
+
+from torch.fx import Node
+
+from ane_rewrite.rewrite.graph import VIEWS, aten, content_term_reason, depends_on, is_op, readers, shape, val
+from ane_rewrite.rewrite.rules import MatchResult, Rule
+
+from ._eager_attention import _heads_of, _peel_logits, _scalar, product_operands
+from ._heads import source_of
+from ._masks import additive_mask
+from ._per_head import lower_per_head
+
+MAX_STEPS = 16
+UNARY = (aten.tanh, aten.neg, aten.sigmoid, aten.clamp, aten.relu)
+BINARY = (aten.add, aten.sub, aten.mul, aten.div)
+COPIES = (aten._to_copy, aten.clone, aten.alias)
+
+
+def _same_dtype_copy(node: Node) -> bool:
+    return is_op(node, *COPIES) and val(node).dtype == val(node.args[0]).dtype
+
+
+def _regroups(node: Node) -> bool:
+    """A view between (B·H, Q, K) and (B, H, Q, K): same elements, same last two axes."""
+    a, b = shape(node.args[0]), shape(node)
+    return (is_op(node, *VIEWS) and a is not None and b is not None and a[-2:] == b[-2:]
+            and math.prod(a) == math.prod(b) and {len(a), len(b)} <= {3, 4})
+
+
+def _chain(x: Node, depth: int = 0):
+    """[(step, index of the expression argument)] from the q·kᵀ product up to x, with the
+    product; None when x is not such a chain."""
+    if depth > MAX_STEPS or not isinstance(x, Node) or len(readers(x)) != 1:
+        return None
+    if is_op(x, aten.matmul, aten.bmm):
+        return x, []
+    if is_op(x, *UNARY) or _same_dtype_copy(x) or (is_op(x, *VIEWS) and _regroups(x)):
+        inner = _chain(x.args[0], depth + 1)
+        return None if inner is None else (inner[0], inner[1] + [(x, 0)])
+    if is_op(x, *BINARY) and len(x.args) == 2 and not x.kwargs:
+        for i in (0, 1):
+            if i == 1 and is_op(x, aten.sub, aten.div):
+                break  # t − f(x), t / f(x): not steps of this form
+            inner = _chain(x.args[i], depth + 1)
+            if inner is not None:
+                return inner[0], inner[1] + [(x, i)]
+    return None
+
+
+def _term(step: Node, i: int):
+    other = step.args[1 - i] if len(step.args) == 2 and is_op(step, *BINARY) else None
+    return other if isinstance(other, Node) else None
+
+
+def _split_steps(steps: list):
+    """Leading scalar scales (→ q's scale), trailing added terms (→ the mask), the rest."""
+    scale, lead = 1.0, 0
+    for step, _ in steps:
+        peeled = _scalar(step)
+        if peeled is not None and is_op(step, aten.mul, aten.div):
+            scale *= peeled[1]
+        elif not is_op(step, *VIEWS):
+            break
+        lead += 1
+    tail = len(steps)
+    while tail > lead and (is_op(steps[tail - 1][0], *VIEWS) or (
+            is_op(steps[tail - 1][0], aten.add) and _term(*steps[tail - 1]) is not None)):
+        tail -= 1
+    return scale, steps[lead:tail], steps[tail:]
+
+
+def _match(node: Node) -> MatchResult:
+    weights, v = node.args[:2]
+    while isinstance(weights, Node) and len(readers(weights)) == 1 and (
+            _same_dtype_copy(weights) or (is_op(weights, *VIEWS) and _regroups(weights))):
+        weights = weights.args[0]
+    if not (is_op(weights, aten.softmax, aten._softmax) and len(readers(weights)) == 1):
+        return MatchResult.skip()
+    r = len(shape(weights))
+    if r not in (3, 4) or weights.args[1] not in (-1, r - 1):
+        return MatchResult.skip()
+    if weights is node.args[0] and _peel_logits(weights.args[0]) is not None:
+        return MatchResult.skip()  # the plain form: eager_to_sdpa's
+    if val(weights).dtype != val(weights.args[0]).dtype:
+        return MatchResult.fail(f"softmax {weights.name} changes the dtype of its logits")
+    found = _chain(weights.args[0])
+    if found is None:
+        return MatchResult.fail(f"the input of {weights.name} is not a chain of elementwise steps "
+                                "(each with at most one operand besides the logits) over matmul(q, kᵀ)")
+    qk, steps = found
+    scale, middle, tail = _split_steps(steps)
+    q, k_t, scale = product_operands(qk, scale)
+    splits: list = [None]
+    if len(shape(q)) == 3:  # (B·H, S, d): the softmax's (B, H), else an outer axis of the projection
+        bh = shape(q)[0]
+        y = shape(source_of(q)) or ()
+        splits = [tuple(shape(weights)[:2])] if r == 4 else [(b, bh // b) for b in dict.fromkeys(y[:1] + y[3:])
+                                                             if b and bh % b == 0]
+    for split in splits:
+        found_heads = _heads_of(q, k_t, v, split)
+        if all(h is not None for h in found_heads):
+            break
+    else:
+        return MatchResult.fail("q, k and v are not head splits of the channel axis of (B, C, 1, S) tensors")
+    hq, hk, hv = found_heads
+    if len({len(hq.bases), len(hk.bases), len(hv.bases)}) != 1 or hq.dim != hk.dim:
+        return MatchResult.fail("q, k and v do not have the same heads")
+    sources = {hq.source, hk.source}
+    for step, i in middle + tail:
+        term = _term(step, i)
+        if term is not None and depends_on(term, sources):
+            return MatchResult.fail(content_term_reason(term))
+    return MatchResult.ok(heads={"q": hq, "k": hk, "v": hv}, scale=scale, middle=middle, tail=tail,
+                          split=split, logits_rank=r)
+
+
+def _as_BHQK(rw, term: Node, at_rank: int, split) -> Node:
+    """A term broadcastable to the logits where it is applied — (B·H, Q, K) or (B, H, Q, K) —
+    as a 4-D (Bt, Ht, Qt, Kt) tensor."""
+    t_shape = list(shape(term))
+    padded = [1] * (at_rank - len(t_shape)) + t_shape
+    if at_rank == 3:
+        b, h = split
+        lead = [b, h] if padded[0] == b * h else [1, 1]
+        padded = lead + padded[1:]
+    if padded != t_shape:
+        term = rw.call(aten.reshape.default, term, padded)
+    return term
+
+
+def _per_head(rw, term: Node, at_rank: int, split, h: int) -> Node:
+    """One head's part of a term, laid out as the per-head logits: (Bt, Kt, 1, Qt)."""
+    t = _as_BHQK(rw, term, at_rank, split)
+    picked = rw.call(aten.select.int, t, 1, h if shape(t)[1] > 1 else 0)
+    return rw.call(aten.unsqueeze.default, rw.call(aten.permute.default, picked, [0, 2, 1]), 2)
+
+
+def _rewrite(rw, node: Node, m: dict) -> Node:
+    split = m["split"]
+
+    def transform(rw, logits, h):
+        for step, i in m["middle"]:
+            if is_op(step, *VIEWS):
+                continue
+            if is_op(step, *BINARY):
+                other = step.args[1 - i]
+                if isinstance(other, Node):
+                    other = _per_head(rw, other, len(shape(step)), split, h)
+                args = (logits, other) if i == 0 else (other, logits)
+                logits = rw.call(step.target, *args, **step.kwargs)
+            else:
+                logits = rw.call(step.target, logits, *step.args[1:], **step.kwargs)
+        return logits
+
+    mask = None
+    for step, i in m["tail"]:
+        term = _term(step, i)
+        if term is None:
+            continue
+        term = _as_BHQK(rw, term, len(shape(step)), split)
+        mask = term if mask is None else rw.call(aten.add.Tensor, mask, term)
+    q_val = val(m["heads"]["q"].source)
+    sq, sk = val(node).shape[-2], shape(node.args[1])[-2]
+    plan = additive_mask(rw, mask, False, sq, sk, q_val.dtype) if mask is not None else None
+    out = lower_per_head(rw, m["heads"], m["scale"], plan, transform if m["middle"] else None)
+    if len(shape(node)) != 4 or list(shape(out)) != list(shape(node)):
+        out = rw.call(aten.reshape.default, out, list(shape(node)))
+    return out
+
+
+eager_logit_steps = Rule(
+    "eager_logit_steps", (aten.matmul, aten.bmm), _match, _rewrite,
+    "matmul(softmax(f(matmul(q, kᵀ))), v) → per head: f_h(einsum(q_h, k_h)) + mask_h, softmax, einsum with v_h")
+
