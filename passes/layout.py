@@ -16,7 +16,8 @@ the channels-first layout, so the export holds one copy of it):
     addmm(b, x_BC, W_IO)                    → from(conv2d(x_BC11, W_IO.T.view(O, I, 1, 1), b))
     matmul(x_BSC, permute(W, [1, 0]))       → from(conv2d(x_BC1S, W.view(O, I, 1, 1)))   (x @ W.T)
 
-where x_BC1S = to(x_BSC) and ``from`` is its inverse (see ``passes/_layouts.py``).
+where x_BC1S = to(x_BSC) and ``from`` is its inverse (see ``passes/_layouts.py``). A BatchNorm
+over the flattened tokens of a projection (LeViT) becomes its eval-mode affine (``_batch_norm``).
 
 Then the layout spreads (``_propagation``, to a fixpoint, so consecutive linears share one
 layout region): elementwise ops, residual adds, slices, concats, token selects, head split and
@@ -38,6 +39,7 @@ from ane_rewrite.hardware import MAX_DIM
 from ane_rewrite.rewrite.graph import VIEWS, arg, aten, is_op, rank, readers, shape
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
+from ._batch_norm import token_batch_norm
 from ._layouts import RANKS, emit_from, emit_to
 from ._propagation import PROPAGATION_RULES
 
@@ -206,6 +208,7 @@ addmm_to_conv = Rule("addmm_to_conv", (aten.addmm,), _match_addmm_2d, _rewrite_a
 
 layout = Pass(
     "layout",
-    [linear_to_conv, weight_product_to_conv, addmm_flattened_to_conv, addmm_to_conv, *PROPAGATION_RULES],
+    [linear_to_conv, weight_product_to_conv, addmm_flattened_to_conv, addmm_to_conv, token_batch_norm,
+     *PROPAGATION_RULES],
     __doc__,
 )

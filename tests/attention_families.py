@@ -12,7 +12,8 @@ SEQ2SEQ = dict(d_model=128, encoder_layers=LAYERS, decoder_layers=LAYERS, encode
                pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
 T5 = dict(d_model=128, d_kv=32, d_ff=256, num_layers=LAYERS, num_heads=HEADS, vocab_size=1000)
 
-# name: (transformers class, config, attention implementation, attentions (self + cross))
+# name: (transformers class, config, attention implementation, attentions (self + cross));
+# a timm model: ("timm", create_model kwargs, None, attentions)
 FAMILIES = {
     "bloom-alibi": ("BloomModel", dict(n_layer=LAYERS, hidden_size=128, n_head=HEADS, vocab_size=1000), "eager", LAYERS),
     "gemma2-softcap": ("Gemma2Model", dict(TEXT, num_key_value_heads=2, head_dim=32, sliding_window=8,
@@ -25,11 +26,36 @@ FAMILIES = {
     "bart-seq2seq": ("BartModel", dict(SEQ2SEQ, max_position_embeddings=128), "sdpa", 3 * LAYERS),
     "whisper-seq2seq": ("WhisperModel", dict(SEQ2SEQ, num_mel_bins=80, max_source_positions=32,
                                              max_target_positions=64), "sdpa", 3 * LAYERS),
+    # learned bias tables indexed by static offsets, attention-subsample blocks (queries from a
+    # strided grid), Linear + BatchNorm1d projections; 11 attentions, 4 to 16 heads each
+    "levit-bias-table": ("timm", dict(model_name="levit_128s", img_size=112), None, 11),
 }
+SOFTMAXES = {"levit-bias-table": 82}  # per-head softmaxes; the others have HEADS per attention
+
+
+def example(name: str, model):
+    """The adapter's inputs; a timm model built for another image size than its pretrained
+    config's (LeViT keeps no record of it) gets images of that size."""
+    if FAMILIES[name][0] == "timm":
+        size = FAMILIES[name][1]["img_size"]
+        return (torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)),)
+    from ane_rewrite.frontend import models
+
+    return models.example_inputs(model, seq_len=SEQ)
+
+
+def softmaxes(name: str) -> int:
+    return SOFTMAXES.get(name, FAMILIES[name][3] * HEADS)
 
 
 def build(name: str):
     cls_name, config, implementation, _ = FAMILIES[name]
+    if cls_name == "timm":
+        import timm
+
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            return timm.create_model(pretrained=False, **config).eval()
     cls = getattr(transformers, cls_name)
     config = cls.config_class(**config)
     config._attn_implementation = implementation
