@@ -14,6 +14,8 @@ The chain from the product to the softmax may hold, in any order:
   same for every head;
 - regrouping views between (B·H, Q, K) and (B, H, Q, K) (BLOOM's ``baddbmm`` form), and casts
   that keep the dtype.
+q and k may be L2-normalised heads (cosine attention, with a learned per-head logit scale:
+Swin v2): each head's piece is normalised over its d channels before the product.
 Leading scalar scales fold into q (as sdpa's scale); trailing additive terms are the mask
 (``_masks``: a padding mask becomes arithmetic on the model's mask input, others are clamped
 to the fp16-safe masked value); the steps in between are replayed on each head's logits.
@@ -35,7 +37,7 @@ from ane_rewrite.rewrite.graph import VIEWS, aten, content_term_reason, depends_
 from ane_rewrite.rewrite.rules import MatchResult, Rule
 
 from ._eager_attention import _heads_of, _peel_logits, _scalar, product_operands
-from ._heads import source_of
+from ._heads import head_channels, source_of
 from ._masks import additive_mask
 from ._per_head import lower_per_head
 
@@ -81,6 +83,50 @@ def _term(step: Node, i: int):
     return other if isinstance(other, Node) else None
 
 
+def _l2_normalized(x: Node):
+    """x = y / clamp(‖y‖₂ over the last axis, min=eps) (F.normalize: cosine attention's q and
+    k) → (y, eps), else None."""
+    if not (is_op(x, aten.div) and isinstance(x.args[1], Node)):
+        return None
+    y, n = x.args
+    while is_op(n, aten.expand):
+        n = n.args[0]
+    if not (is_op(n, aten.clamp, aten.clamp_min) and isinstance(n.args[1], (int, float))):
+        return None
+    eps, n = float(n.args[1]), n.args[0]
+    if is_op(n, aten.linalg_vector_norm) and n.args[1:3] in ((2, [-1]), (2.0, [-1]), (2, [len(shape(y)) - 1])):
+        return (y, eps) if n.args[0] is y else None
+    if not (is_op(n, aten.pow) and n.args[1] == 0.5 and is_op(n.args[0], aten.sum)):
+        return None
+    total = n.args[0]
+    dims = [d % len(shape(y)) for d in total.args[1]]
+    square = total.args[0]
+    squares_y = (is_op(square, aten.pow) and square.args[1] == 2) or (is_op(square, aten.mul) and square.args[0] is square.args[1])
+    if dims != [len(shape(y)) - 1] or not squares_y or square.args[0] is not y:
+        return None
+    return y, eps
+
+
+def _transposes_last_two(x: Node) -> bool:
+    r = len(shape(x) or ())
+    if is_op(x, aten.permute):
+        return list(x.args[1]) == [*range(r - 2), r - 1, r - 2]
+    return is_op(x, aten.transpose) and sorted(d % r for d in x.args[1:3]) == [r - 2, r - 1]
+
+
+def _cosine_operands(q: Node, k_t: Node):
+    """q and kᵀ of cosine attention: L2-normalised heads → the heads, their eps (None when the
+    operand is not normalised), and k itself (kᵀ unwrapped) when k is."""
+    q_found = _l2_normalized(q)
+    k_found = _l2_normalized(k_t.args[0]) if _transposes_last_two(k_t) else None
+    q_eps = k_eps = None
+    if q_found is not None:
+        q, q_eps = q_found
+    if k_found is not None:
+        k_t, k_eps = k_found
+    return q, k_t, q_eps, k_eps
+
+
 def _split_steps(steps: list):
     """Leading scalar scales (→ q's scale), trailing added terms (→ the mask), the rest."""
     scale, lead = 1.0, 0
@@ -119,6 +165,9 @@ def _match(node: Node) -> MatchResult:
     qk, steps = found
     scale, middle, tail = _split_steps(steps)
     q, k_t, scale = product_operands(qk, scale)
+    q, k_t, q_eps, k_eps = _cosine_operands(q, k_t)
+    if (q_eps is not None or k_eps is not None) and len(shape(q)) != 4:
+        return MatchResult.fail("cosine attention on (B·H, S, d) operands is not lowered")
     splits: list = [None]
     if len(shape(q)) == 3:  # (B·H, S, d): the softmax's (B, H), else an outer axis of the projection
         bh = shape(q)[0]
@@ -127,6 +176,8 @@ def _match(node: Node) -> MatchResult:
                                                              if b and bh % b == 0]
     for split in splits:
         found_heads = _heads_of(q, k_t, v, split)
+        if k_eps is not None:  # k itself, not kᵀ
+            found_heads = (found_heads[0], head_channels(k_t), found_heads[2])
         if all(h is not None for h in found_heads):
             break
     else:
@@ -140,7 +191,7 @@ def _match(node: Node) -> MatchResult:
         if term is not None and depends_on(term, sources):
             return MatchResult.fail(content_term_reason(term))
     return MatchResult.ok(heads={"q": hq, "k": hk, "v": hv}, scale=scale, middle=middle, tail=tail,
-                          split=split, logits_rank=r)
+                          split=split, logits_rank=r, norms=(q_eps, k_eps))
 
 
 def _as_BHQK(rw, term: Node, at_rank: int, split) -> Node:
@@ -191,7 +242,7 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
     q_val = val(m["heads"]["q"].source)
     sq, sk = val(node).shape[-2], shape(node.args[1])[-2]
     plan = additive_mask(rw, mask, False, sq, sk, q_val.dtype) if mask is not None else None
-    out = lower_per_head(rw, m["heads"], m["scale"], plan, transform if m["middle"] else None)
+    out = lower_per_head(rw, m["heads"], m["scale"], plan, transform if m["middle"] else None, m["norms"])
     if len(shape(node)) != 4 or list(shape(out)) != list(shape(node)):
         out = rw.call(aten.reshape.default, out, list(shape(node)))
     return out

@@ -44,16 +44,30 @@ def batch_first(rw, heads) -> Node:
     return heads.source
 
 
+def _l2(rw, x: Node, axis: int, eps: float) -> Node:
+    """x / clamp(‖x‖₂ over ``axis``, min=eps): F.normalize of one head's piece."""
+    total = rw.call(aten.sum.dim_IntList, rw.call(aten.mul.Tensor, x, x), [axis], True)
+    return rw.call(aten.div.Tensor, x, rw.call(aten.clamp.default, rw.call(aten.sqrt.default, total), eps))
+
+
 def lower_per_head(rw, heads: dict, scale: float, plan: MaskPlan | None,
-                   transform: Transform | None = None) -> Node:
+                   transform: Transform | None = None, norms: tuple = (None, None)) -> Node:
+    """``norms``: the eps of an L2 normalisation of q and of k over each head's channels (cosine
+    attention), None where there is none; a normalised q takes the scale after its norm."""
     hq, hk, hv = heads["q"], heads["k"], heads["v"]
     q_BC1Q, k_BC1K, v_BC1K = (batch_first(rw, h) for h in (hq, hk, hv))
     batch, _, _, sq = shape(q_BC1Q)
-    if scale != 1.0:
+    q_eps, k_eps = norms
+    if scale != 1.0 and q_eps is None:
         q_BC1Q = rw.call(aten.mul.Tensor, q_BC1Q, scale)
     k_BK1C = rw.call(aten.permute.default, k_BC1K, [0, 3, 2, 1])   # the one transpose of K
     qs = pieces(rw, q_BC1Q, hq.bases, hq.dim, 1)
     ks = pieces(rw, k_BK1C, hk.bases, hk.dim, 3)
+    if q_eps is not None:
+        qs = [_l2(rw, q_h, 1, q_eps) for q_h in qs]
+        qs = qs if scale == 1.0 else [rw.call(aten.mul.Tensor, q_h, scale) for q_h in qs]
+    if k_eps is not None:
+        ks = [_l2(rw, k_h, 3, k_eps) for k_h in ks]
     vs = pieces(rw, v_BC1K, hv.bases, hv.dim, 1)
     shared = plan is not None and len(plan.adds) == 1
     outs = []

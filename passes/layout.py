@@ -16,6 +16,10 @@ the channels-first layout, so the export holds one copy of it):
     addmm(b, x_BC, W_IO)                    → from(conv2d(x_BC11, W_IO.T.view(O, I, 1, 1), b))
     matmul(x_BSC, permute(W, [1, 0]))       → from(conv2d(x_BC1S, W.view(O, I, 1, 1)))   (x @ W.T)
 
+A linear whose input no graph input reaches (Swin v2's continuous position-bias MLP over its
+coordinates table) is a constant computation: it is left as a linear, which coremltools folds
+into a constant (it cannot fold a conv), with the gather of its output.
+
 where x_BC1S = to(x_BSC) and ``from`` is its inverse (see ``passes/_layouts.py``). A BatchNorm
 over the flattened tokens of a projection (LeViT) becomes its eval-mode affine (``_batch_norm``).
 
@@ -36,7 +40,7 @@ import math
 from torch.fx import Node
 
 from ane_rewrite.hardware import MAX_DIM
-from ane_rewrite.rewrite.graph import VIEWS, arg, aten, is_op, rank, readers, shape
+from ane_rewrite.rewrite.graph import VIEWS, arg, aten, is_op, is_static, rank, readers, shape
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._batch_norm import token_batch_norm
@@ -62,8 +66,14 @@ def _too_wide(w_shape) -> str | None:
     return None
 
 
+STATIC_REASON = ("its input is computed from parameters and constants only (a position-bias MLP over a "
+                 "coordinates table): a constant sub-graph, left as a linear for the export's constant folding")
+
+
 def _match_linear(node: Node) -> MatchResult:
     x, w = node.args[0], node.args[1]
+    if is_static(x):
+        return MatchResult.fail(STATIC_REASON)
     if rank(x) not in RANKS:
         return MatchResult.fail(f"input has rank {rank(x)}; only ranks 2, 3, 4 have a 4-D channels-first form")
     if rank(w) != 2:

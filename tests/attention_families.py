@@ -29,8 +29,13 @@ FAMILIES = {
     # learned bias tables indexed by static offsets, attention-subsample blocks (queries from a
     # strided grid), Linear + BatchNorm1d projections; 11 attentions, 4 to 16 heads each
     "levit-bias-table": ("timm", dict(model_name="levit_128s", img_size=112), None, 11),
+    # post-norm, scaled cosine attention (L2-normalised q and k, a learned per-head logit scale),
+    # a continuous position bias computed at run time by an MLP over log-spaced coordinates,
+    # shifted windows; one block a stage
+    "swinv2-cosine": ("timm", dict(model_name="swinv2_tiny_window8_256", img_size=128, depths=(1, 1, 1, 1),
+                                   embed_dim=48, num_heads=(2, 4, 8, 16)), None, 4),
 }
-SOFTMAXES = {"levit-bias-table": 82}  # per-head softmaxes; the others have HEADS per attention
+SOFTMAXES = {"levit-bias-table": 82, "swinv2-cosine": 30}  # per-head softmaxes; the others have HEADS per attention
 
 
 def example(name: str, model):

@@ -166,3 +166,18 @@ def depends_on(node: Node, sources: set, limit: int = 400) -> bool:
 def content_term_reason(term: Node) -> str:
     return (f"logit term {term.name} is computed from the queries or keys (content-dependent position "
             "terms, as in disentangled attention): lowering it per head is not implemented")
+
+
+def is_static(node: Node, limit: int = 200) -> bool:
+    """No graph input reaches node (it is computed from parameters, buffers and constants only),
+    within ``limit`` ancestors (a larger sub-graph counts as not static)."""
+    seen, stack = set(), [node]
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        if n.op == "placeholder" or len(seen) >= limit:
+            return False
+        seen.add(n)
+        stack.extend(n.all_input_nodes)
+    return True

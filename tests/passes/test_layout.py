@@ -172,6 +172,26 @@ def test_a_weight_shared_by_several_linears_is_one_conv_weight():
     _close(gm, module, example)
 
 
+def test_a_linear_of_static_input_is_left_for_constant_folding():
+    """Swin v2's position-bias MLP runs on a coordinates table: no input reaches it, so it stays
+    a linear (coremltools folds a linear, not a conv, into a constant) and says why."""
+    class StaticMlp(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("coords", torch.randn(15, 2))
+            self.mlp, self.fc = nn.Linear(2, 4), nn.Linear(8, 8)
+
+        def forward(self, x):
+            bias = self.mlp(self.coords).sum()
+            return self.fc(x) + bias
+
+    module, example = StaticMlp().eval(), (torch.randn(2, 5, 8),)
+    gm, result = _run(module, example)
+    assert result.counts["linear_to_conv"] == 1 and count(gm, "linear") == 1
+    assert [d.reason for d in result.declined if d.rule == "linear_to_conv"][0].startswith("its input is computed")
+    _close(gm, module, example)
+
+
 def test_rank2_addmm_becomes_BC11_conv():
     class Head(nn.Module):
         def __init__(self):

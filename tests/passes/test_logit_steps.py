@@ -44,13 +44,16 @@ class Steps(nn.Module):
                 logits = (logits + self.table) / 3.0
             elif self.form == "per-head-scale":
                 logits = logits * self.logit_scale.clamp(max=4.0).exp() + self.table
+            elif self.form == "cosine":  # Swin v2: normalised q and k, a learned per-head logit scale
+                logits = nn.functional.normalize(q, dim=-1) @ nn.functional.normalize(k, dim=-1).transpose(-1, -2)
+                logits = logits * self.logit_scale.clamp(max=4.6).exp() + self.table
             elif self.form == "query-term":  # a term computed from q (disentangled attention)
                 logits = logits + 0.1 * (q @ q.transpose(-1, -2))
             out = torch.softmax(logits, dim=-1) @ v
         return self.o(out.transpose(1, 2).reshape(B, S, C))
 
 
-@pytest.mark.parametrize("form", ["softcap", "temperature", "per-head-scale", "alibi-bmm"])
+@pytest.mark.parametrize("form", ["softcap", "temperature", "per-head-scale", "alibi-bmm", "cosine"])
 def test_steps_between_the_product_and_the_softmax_are_replayed_per_head(form):
     torch.manual_seed(0)
     module, example = Steps(form).eval(), (torch.randn(B, S, C),)
