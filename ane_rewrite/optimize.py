@@ -1,6 +1,7 @@
 """optimize(model) → a rewritten copy of the model, callable like the original."""
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -10,6 +11,12 @@ from .errors import InputError
 from .frontend import models
 from .frontend.capture import capture, split_inputs
 from .rewrite.pipeline import Pipeline, PipelineResult
+
+
+def _unlowered_regions(captured: GraphModule, report: PipelineResult) -> dict[str, str]:
+    from .passes import unlowered_regions
+
+    return unlowered_regions(captured, report)
 
 
 def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int = 128,
@@ -43,7 +50,15 @@ def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int
         raise InputError(f"options {', '.join(sorted(options))} configure the default pipeline; "
                          "they cannot be combined with pipeline=")
     gm = capture(model, example_inputs)
+    pristine = copy.deepcopy(gm)
     report: PipelineResult = pipeline(gm)
+    keep = _unlowered_regions(pristine, report)
+    if keep:  # an attention left batched: its projections keep their form, and the report says so
+        from .passes import mark_kept
+
+        gm = pristine
+        mark_kept(gm, keep)
+        report = pipeline(gm)
     gm.example_inputs = example_inputs
     gm.ane_report = report
     return gm

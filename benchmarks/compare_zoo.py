@@ -64,6 +64,8 @@ ZOO = {
     "efficientformer-l1": _timm("efficientformer_l1"),
     "mobilevit-xxs": _timm("mobilevit_xxs"),
     "eva02-base-2l": _timm("eva02_base_patch14_224", depth=2),  # a rope ViT (issue 12), 2 of its 12 blocks
+    "levit-128s": _timm("levit_128s"),  # attention-bias tables, Linear + BatchNorm1d (issue 13)
+    "swinv2-tiny-w8": _timm("swinv2_tiny_window8_256"),  # scaled cosine attention, run-time bias MLP
     # today's decoders and encoders (issue 12) at a realistic width: 2 layers, hidden ≥ 512 with
     # the family's usual head size, vocabulary 32000, seq 128
     **{name: _hf(cls, 128, num_hidden_layers=2, vocab_size=32000, max_position_embeddings=512, pad_token_id=0, **cfg)
@@ -153,7 +155,7 @@ def run_one(name: str, spec: dict, workdir: Path, runs: int) -> dict:
     fast = ane_rewrite.optimize(model, example)
     row["optimize_s"] = round(time.perf_counter() - t, 2)
     counts = fast.ane_report.counts()
-    row["attention_lowered"] = counts.get("attention", {}).get("sdpa_per_head", 0)
+    row["attention_lowered"] = sum(counts.get("attention", {}).get(r, 0) for r in ("sdpa_per_head", "eager_logit_steps"))
     row["declined"] = sum(len(r.declined) for r in fast.ane_report.results)
     report = ane_rewrite.verify(model, fast, example, draws=1)
     row["psnr_db"], row["equivalent"] = round(report.psnr, 1), report.ok

@@ -45,6 +45,7 @@ from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._batch_norm import token_batch_norm
 from ._layouts import RANKS, emit_from, emit_to
+from ._regions import KEEP
 from ._propagation import PROPAGATION_RULES
 
 
@@ -72,6 +73,8 @@ STATIC_REASON = ("its input is computed from parameters and constants only (a po
 
 def _match_linear(node: Node) -> MatchResult:
     x, w = node.args[0], node.args[1]
+    if node.meta.get(KEEP):  # the projection of an attention left as it is (``_regions``)
+        return MatchResult.fail(node.meta[KEEP])
     if is_static(x):
         return MatchResult.fail(STATIC_REASON)
     if rank(x) not in RANKS:

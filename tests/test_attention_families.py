@@ -82,4 +82,6 @@ def test_disentangled_attention_is_declined_with_its_reason_and_left_equivalent(
     assert len(declined) == FAMILIES["deberta-v2-disentangled"][3]
     assert all(d.reason.startswith("the input of softmax") for d in declined)
     assert count(fast, "_softmax") == 0 and count(fast, "softmax") == FAMILIES["deberta-v2-disentangled"][3]
+    kept = [d for r in fast.ane_report.results for d in r.declined if d.reason.startswith("kept as a linear")]
+    assert len(kept) >= 4 * FAMILIES["deberta-v2-disentangled"][3]  # q, k, v, o of each (and its position projections)
     assert ane_rewrite.verify(model, fast, example, draws=2).ok

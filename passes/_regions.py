@@ -1,0 +1,59 @@
+"""Regions a rewrite does not pay in, kept in their original form.
+
+An attention the attention pass declines stays batched on the tokens' channels-last layout;
+its projections converted to convs alone would only add layout copies around it (DeBERTa-v2's
+disentangled attention: 12 → 18 transposes, estimated 0.8× as fast). ``unlowered_regions``
+finds, in the captured graph, the projections of every declined attention — the linears its
+product's operands come from, and those its output feeds — so that a second run of the
+pipeline keeps them as linears (``node.meta["ane_keep"]``: layout declines them with that
+reason). The rest of the model (feed-forward blocks, norms) is still rewritten.
+"""
+from __future__ import annotations
+
+from torch.fx import GraphModule, Node
+
+from ane_rewrite.rewrite.graph import aten, is_op
+
+KEEP = "ane_keep"
+ATTENTION_RULES = ("eager_to_sdpa", "eager_logit_steps", "sdpa_per_head")
+MAX_WALK = 200
+
+
+def _linears(node: Node, upward: bool) -> list[Node]:
+    """The first linears reached from node walking up its inputs (its operands' projections)
+    or down its users (the output projection; the walk stops at a residual add or a norm)."""
+    step = (lambda n: n.all_input_nodes) if upward else (lambda n: list(n.users))
+    found, seen, stack = [], set(), step(node)
+    while stack and len(seen) < MAX_WALK:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if is_op(n, aten.linear):
+            found.append(n)  # a projection: the walk stops at it
+        elif n.op == "call_function" and (upward or not is_op(n, aten.add, aten.layer_norm)):
+            stack.extend(step(n))
+    return found
+
+
+def unlowered_regions(captured: GraphModule, report) -> dict[str, str]:
+    """{linear node name: why it is kept} for the projections of each declined attention."""
+    declined = {d.node: d.reason for r in report.results if r.name == "attention"
+                for d in r.declined if d.rule in ATTENTION_RULES}
+    nodes = {n.name: n for n in captured.graph.nodes}
+    keep: dict[str, str] = {}
+    for name, reason in declined.items():
+        anchor = nodes.get(name)
+        if anchor is None:
+            continue
+        why = (f"kept as a linear: attention {name} is not lowered ({reason}); converting its projections "
+               "alone only adds layout copies around it")
+        for linear in _linears(anchor, upward=True) + _linears(anchor, upward=False):
+            keep.setdefault(linear.name, why)
+    return keep
+
+
+def mark_kept(gm: GraphModule, keep: dict[str, str]) -> None:
+    for n in gm.graph.nodes:
+        if n.name in keep:
+            n.meta[KEEP] = keep[n.name]
