@@ -68,6 +68,14 @@ CHIPS: dict[str, ChipProfile] = {p.name: p for p in (
     ChipProfile("M4", 5.0, 120.0, cpu_gflops=200.0),
 )}
 CALIBRATION_CHIP = "A15"  # iPhone 13 Pro Max, where Apple measured DistilBERT
+# The estimator's three parameters, solved by benchmarks/calibrate.py on Apple's two DistilBERT
+# points (ane_rewrite/analysis/estimate.py has the model they belong to); the passes read them
+# too, to tell whether a rewrite pays before they make it.
+ESTIMATOR_FIT = {
+    "op_overhead_us": 1.45,             # fixed cost per op on the ANE
+    "channels_last_efficiency": 0.2798,  # fraction of the ANE rate a (B, S, C) projection gets
+    "unsplit_efficiency": 0.0456,       # fraction of its rate an op that cannot be split gets
+}
 
 SOURCES = {
     "ELEMENT_BYTES": "#placement-rules (fp32 tensors); the sizes are those of the MIL dtypes",
@@ -95,6 +103,7 @@ SOURCES = {
     "SWITCH_US": "#hardware-priors (ops off the ANE: CPU speed plus a transfer; the 20 µs is assumed)",
     "CHIPS": "#hardware-priors (marketed TOPS, measured GEMM rates) and public DRAM specs",
     "CALIBRATION_CHIP": "#anchor-figures (DistilBERT on iPhone 13 Pro Max)",
+    "ESTIMATOR_FIT": "#anchor-figures (fitted to Apple's DistilBERT latencies: 9.89 → 3.48 ms, ~10× at 512×8)",
 }
 
 

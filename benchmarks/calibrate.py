@@ -11,7 +11,7 @@ mix as Apple's hand port). The fit, on the A15 profile:
   unsplit_efficiency        nested bisections: the baseline is 9.89 ms at (128, 1) and 10× the
                             rewritten at (512, 8).
 The peak-memory ratio at (512, 8) is a prediction, not a fit. Paste the printed values into
-``ane_rewrite/analysis/estimate.py`` (FITTED) when the estimator changes.
+``ane_rewrite/hardware.py`` (ESTIMATOR_FIT, the estimator's FITTED) when the estimator changes.
 """
 from __future__ import annotations
 

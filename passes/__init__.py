@@ -12,10 +12,12 @@ from .softmax import make_softmax_pass, softmax
 from .windows import windows
 
 
-def default_pipeline(max_queries_per_chunk: int = 512, max_chunk_bytes: int = 1 << 20) -> Pipeline:
+def default_pipeline(max_queries_per_chunk: int = 512, max_chunk_bytes: int = 1 << 20,
+                     lower_every_attention: bool = False) -> Pipeline:
     """windows → rms_norm → layout → rotary → attention → softmax → layer_norm → cleanup, with the
-    constraints that
-    fix that order. The options set the softmax chunking (see ``passes/softmax.py``)."""
+    constraints that fix that order. ``max_queries_per_chunk`` and ``max_chunk_bytes`` set the
+    softmax chunking (see ``passes/softmax.py``); ``lower_every_attention`` lowers an attention
+    per head even where the estimator says its batched form is faster (``_attention_cost``)."""
     return Pipeline(
         [windows, rms_norm, layout, rotary, attention, make_softmax_pass(max_queries_per_chunk, max_chunk_bytes),
          layer_norm, cleanup],
@@ -31,6 +33,7 @@ def default_pipeline(max_queries_per_chunk: int = 512, max_chunk_bytes: int = 1 
             ("layer_norm", "cleanup", "cleanup cancels the conversions that the earlier passes leave face to face"),
             ("rms_norm", "cleanup", "cleanup cancels the conversions that the earlier passes leave face to face"),
         ],
+        options={"lower_every_attention": lower_every_attention},
     )
 
 

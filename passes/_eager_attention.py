@@ -19,6 +19,7 @@ from torch.fx import Node
 from ane_rewrite.rewrite.graph import VIEWS, aten, content_term_reason, depends_on, is_op, readers, shape
 from ane_rewrite.rewrite.rules import MatchResult, Rule
 
+from ._attention_cost import attention_pays
 from ._heads import head_channels, source_of
 
 
@@ -125,6 +126,8 @@ def _match_eager(node: Node) -> MatchResult:
             for mask, _ in masks:
                 if depends_on(mask, sources):
                     return MatchResult.fail(content_term_reason(mask))
+            if reason := attention_pays(*found, bool(masks)):
+                return MatchResult.fail(reason)
             return MatchResult.ok(q=q, k_t=k_t, v=v, scale=scale, split=split, masks=masks)
     names = "q, k and v" if r == 4 else "q, k and v (read as (B, H, S, d))"
     return MatchResult.fail(f"{names} are not head splits of the channel axis of (B, C, 1, S) tensors")

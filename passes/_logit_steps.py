@@ -36,6 +36,7 @@ from torch.fx import Node
 from ane_rewrite.rewrite.graph import VIEWS, aten, content_term_reason, depends_on, is_op, readers, shape, val
 from ane_rewrite.rewrite.rules import MatchResult, Rule
 
+from ._attention_cost import attention_pays
 from ._eager_attention import _heads_of, _peel_logits, _scalar, product_operands
 from ._heads import head_channels, source_of
 from ._masks import additive_mask
@@ -190,6 +191,8 @@ def _match(node: Node) -> MatchResult:
         term = _term(step, i)
         if term is not None and depends_on(term, sources):
             return MatchResult.fail(content_term_reason(term))
+    if reason := attention_pays(hq, hk, hv, bool(tail)):
+        return MatchResult.fail(reason)
     return MatchResult.ok(heads={"q": hq, "k": hk, "v": hv}, scale=scale, middle=middle, tail=tail,
                           split=split, logits_rank=r, norms=(q_eps, k_eps))
 

@@ -6,13 +6,17 @@ disentangled attention: 12 → 18 transposes, estimated 0.8× as fast). ``unlowe
 finds, in the captured graph, the projections of every declined attention — the linears its
 product's operands come from, and those its output feeds — so that a second run of the
 pipeline keeps them as linears (``node.meta["ane_keep"]``: layout declines them with that
-reason). The rest of the model (feed-forward blocks, norms) is still rewritten.
+reason). The rest of the model (feed-forward blocks, norms) is still rewritten. An attention
+left batched because its per-head form would not pay (``_attention_cost``) keeps its
+converted projections: that region was measured as it is.
 """
 from __future__ import annotations
 
 from torch.fx import GraphModule, Node
 
 from ane_rewrite.rewrite.graph import aten, is_op
+
+from ._attention_cost import COST_REASON
 
 KEEP = "ane_keep"
 ATTENTION_RULES = ("eager_to_sdpa", "eager_logit_steps", "sdpa_per_head")
@@ -38,8 +42,15 @@ def _linears(node: Node, upward: bool) -> list[Node]:
 
 def unlowered_regions(captured: GraphModule, report) -> dict[str, str]:
     """{linear node name: why it is kept} for the projections of each declined attention."""
-    declined = {d.node: d.reason for r in report.results if r.name == "attention"
-                for d in r.declined if d.rule in ATTENTION_RULES}
+    reasons: dict[str, list[str]] = {}
+    for r in report.results:
+        if r.name == "attention":
+            for d in r.declined:
+                if d.rule in ATTENTION_RULES:
+                    reasons.setdefault(d.node, []).append(d.reason)
+    # an attention left batched because lowering it would not pay keeps its converted projections
+    declined = {node: "; ".join(why) for node, why in reasons.items()
+                if not any(w.startswith(COST_REASON) for w in why)}
     nodes = {n.name: n for n in captured.graph.nodes}
     keep: dict[str, str] = {}
     for name, reason in declined.items():

@@ -42,6 +42,7 @@ from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._eager_attention import eager_to_sdpa, regrouped_mask_add
 from ._logit_steps import eager_logit_steps
+from ._attention_cost import attention_pays
 from ._heads import head_channels
 from ._masks import additive_mask
 from ._per_head import batch_first, lower_per_head
@@ -76,6 +77,8 @@ def _match_sdpa(node: Node) -> MatchResult:
             heads[n] = replace(heads[n], bases=tuple(bases[h // group] for h in range(hq)))
     if heads["q"].dim != heads["k"].dim:
         return MatchResult.fail("q and k have different head sizes")
+    if reason := attention_pays(heads["q"], heads["k"], heads["v"], mask is not None or bool(is_causal)):
+        return MatchResult.fail(reason)
     return MatchResult.ok(heads=heads, mask=mask, is_causal=bool(is_causal),
                           scale=scale if scale is not None else 1.0 / math.sqrt(heads["q"].dim))
 

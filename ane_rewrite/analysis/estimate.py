@@ -14,7 +14,8 @@ Peak memory = weights + the largest sum of live activations (padded) along the p
 
 The hardware figures (chip profiles, dispatch and switch costs) are facts of
 ``ane_rewrite.hardware``, with their sources (docs/ane.md, public specs); the estimator's own
-numbers are in this file. The three parameters in FITTED were solved so that the estimate
+numbers are in this file, but for FITTED (``hardware.ESTIMATOR_FIT``, which the passes read to
+tell whether a rewrite pays). The three parameters in FITTED were solved so that the estimate
 reproduces Apple's two published DistilBERT points on iPhone 13 Pro Max (A15): at seq 128,
 batch 1, 9.89 ms for the model as is and 3.48 ms for the ANE-optimised form (our rewritten
 export stands in for Apple's hand port: same op mix); at seq 512, batch 8, 10× between them.
@@ -28,14 +29,10 @@ import math
 from dataclasses import asdict, dataclass
 
 from ..coreml.mil import MilOp
-from ..hardware import DISPATCH_US, SWITCH_US, ChipProfile
+from ..hardware import DISPATCH_US, ESTIMATOR_FIT, SWITCH_US, ChipProfile
 from .placement import Program, nbytes
 
-FITTED = {  # solved by benchmarks/calibrate.py (see the module docstring)
-    "op_overhead_us": 1.45,             # fixed cost per op on the ANE
-    "channels_last_efficiency": 0.2798,  # fraction of the ANE rate a (B, S, C) projection gets
-    "unsplit_efficiency": 0.0456,       # fraction of its rate an op that cannot be split gets
-}
+FITTED = dict(ESTIMATOR_FIT)  # solved by benchmarks/calibrate.py (kept in hardware: the passes read it)
 # One large intermediate for every head at once, or a softmax over a spatial axis: work the
 # ANE cannot split across its cores nor keep on chip (docs/ane.md#principles, 2; placement rules:
 # softmax over a spatial axis). Their time is divided by ``unsplit_efficiency``.

@@ -40,8 +40,10 @@ class PipelineResult:
 
 
 class Pipeline:
-    def __init__(self, passes: Iterable[Pass], constraints: Iterable[tuple[str, str, str]] = ()):
+    def __init__(self, passes: Iterable[Pass], constraints: Iterable[tuple[str, str, str]] = (),
+                 options: dict | None = None):
         self.passes = list(passes)
+        self.options = dict(options or {})  # read by rules from the graph module's meta
         self.constraints = list(constraints)
         names = [p.name for p in self.passes]
         for before, after, why in self.constraints:
@@ -55,6 +57,7 @@ class Pipeline:
     def __call__(self, gm: GraphModule) -> PipelineResult:
         out = PipelineResult()
         done: list[str] = []
+        gm.meta.update(self.options)
         for p in self.passes:
             with torch.no_grad():
                 result = p(gm)

@@ -3,7 +3,7 @@ and no linear is left, for each model family the spine covers."""
 import pytest
 
 import ane_rewrite
-from ane_rewrite.passes import default_pipeline
+from ane_rewrite import passes
 from tests import zoo
 from tests.helpers import count
 
@@ -28,7 +28,7 @@ def test_equivalent_and_fully_converted(name):
     assert report.psnr >= 60 and report.max_rel <= 1e-4
     assert count(fast, "linear") + count(fast, "addmm") == linears_left
     assert count(fast, "conv2d") > 0
-    again = default_pipeline()(fast)  # the pipeline reached a fixpoint: a second run changes nothing
+    again = passes.default_pipeline()(fast)  # the pipeline reached a fixpoint: a second run changes nothing
     assert not any(r.changed for r in again.results), again
 
 

@@ -10,7 +10,7 @@ import torch
 
 import ane_rewrite
 from ane_rewrite.rewrite.graph import aten
-from ane_rewrite.passes import default_pipeline
+from ane_rewrite import passes
 from ane_rewrite.passes.attention import attention
 from tests import zoo, zoo_vision
 from tests.helpers import count
@@ -201,7 +201,7 @@ def test_attention_dropout_is_declined():
 def test_the_whole_pipeline_is_a_fixpoint_after_lowering():
     model, _ = zoo.gpt2()
     fast = ane_rewrite.optimize(model, zoo.padded(model))
-    assert not any(r.changed for r in default_pipeline()(fast).results)
+    assert not any(r.changed for r in passes.default_pipeline()(fast).results)
 
 
 def test_swin_window_attention_with_bias_and_shift_mask():

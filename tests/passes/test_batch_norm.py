@@ -4,7 +4,7 @@ reads a channels-first projection."""
 import torch
 from torch import nn
 
-from ane_rewrite.passes import default_pipeline
+from ane_rewrite import passes
 from tests.helpers import captured, count, outputs
 
 
@@ -26,7 +26,7 @@ class LinearNorm(nn.Module):
 def test_a_token_batch_norm_becomes_an_affine_in_the_channels_first_layout():
     module, example = LinearNorm().eval(), (torch.randn(2, 7, 16),)
     gm = captured(module, example)
-    result = default_pipeline()(gm)
+    result = passes.default_pipeline()(gm)
     assert result.counts()["layout"]["token_batch_norm"] == 1
     assert count(gm, "_native_batch_norm_legit_no_training") == 0 and count(gm, "linear") == 0
     convs = [n for n in gm.graph.nodes if n.target == torch.ops.aten.conv2d.default]
@@ -41,4 +41,4 @@ def test_a_token_batch_norm_becomes_an_affine_in_the_channels_first_layout():
 def test_a_batch_norm_over_an_image_is_left_to_coremltools():
     module = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8)).eval()
     gm = captured(module, (torch.randn(1, 3, 8, 8),))
-    assert default_pipeline()(gm).counts()["layout"].get("token_batch_norm", 0) == 0
+    assert passes.default_pipeline()(gm).counts()["layout"].get("token_batch_norm", 0) == 0

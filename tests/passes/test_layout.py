@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from ane_rewrite.passes import default_pipeline
+from ane_rewrite import passes
 from ane_rewrite.passes.layout import layout
 from tests.helpers import captured, count, outputs
 from tests.zoo import MlpBlock
@@ -119,7 +119,7 @@ def test_addmm_after_a_head_merge_is_a_BC1S_conv():
 
     module, example = Merge().eval(), (torch.randn(2, 4, 5, 4),)
     gm = captured(module, example)
-    default_pipeline()(gm)
+    passes.default_pipeline()(gm)
     convs = [n for n in gm.graph.nodes if n.target == torch.ops.aten.conv2d.default]
     assert len(convs) == 1 and tuple(convs[0].meta["val"].shape) == (2, 24, 1, 5)
     _close(gm, module, example)
@@ -164,7 +164,7 @@ def test_a_weight_shared_by_several_linears_is_one_conv_weight():
 
     module, example = Shared().eval(), (torch.randn(2, 7, 16),)
     gm = captured(module, example)
-    default_pipeline()(gm)
+    passes.default_pipeline()(gm)
     assert count(gm, "linear") == 0 and count(gm, "matmul") == 0 and count(gm, "conv2d") == 3
     views = [n for n in gm.graph.nodes if n.op == "call_function" and n.args and getattr(n.args[0], "target", None) == "fc.weight"]
     assert len(views) == 1 and len(views[0].users) == 3

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ane_rewrite.hardware import shape_bytes
-from ane_rewrite.passes import default_pipeline
+from ane_rewrite import passes
 from ane_rewrite.passes._layout_cost import _copy_bytes
 from tests.helpers import captured, count, outputs
 
@@ -54,7 +54,7 @@ def test_window_partition_moves_the_channels_first_tensor(shift):
     padded bytes than three transposes of the channels-last one."""
     module, example = WindowMlp(window=(2, 32), shift=shift).eval(), (torch.randn(2, 8, 4, 64),)
     gm = captured(module, example)
-    result = default_pipeline()(gm)
+    result = passes.default_pipeline()(gm)
     assert result.counts()["layout"]["movement_in_layout"] == 2  # partition and reverse
     if shift:
         assert sum(r.get("sink_cat", 0) for r in result.counts().values()) >= 2
@@ -68,7 +68,7 @@ def test_narrow_windows_stay_channels_last():
     (padded to 32 elements on the ANE); the channels-last partition is kept."""
     module, example = WindowMlp(window=(2, 3)).eval(), (torch.randn(2, 8, 4, 6),)
     gm = captured(module, example)
-    result = default_pipeline()(gm)
+    result = passes.default_pipeline()(gm)
     assert "movement_in_layout" not in result.counts()["layout"]
     assert count(gm, "permute") == 6
     _close(gm, module, example)

@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from ane_rewrite.passes import default_pipeline
+from ane_rewrite import passes
 from ane_rewrite.passes._propagation import PROPAGATION_RULES
 from ane_rewrite.passes.layout import addmm_to_conv, layout, linear_to_conv
 from ane_rewrite.rewrite.rules import Pass
@@ -112,7 +112,7 @@ class PixelMlp(nn.Module):
 def test_pixels_as_a_sequence_stay_channels_first():
     module, example = PixelMlp().eval(), (torch.randn(2, 3, 8, 12),)
     gm = captured(module, example)
-    result = default_pipeline()(gm)
+    result = passes.default_pipeline()(gm)
     assert result.counts()["layout"]["sink_spatial_view"] >= 1
     assert count(gm, "permute") == 0 and count(gm, "layer_norm") == 0  # a channel norm, no transposes
     _close(gm, module, example)

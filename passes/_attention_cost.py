@@ -1,0 +1,76 @@
+"""Does lowering an attention per head pay? The estimator's model (``analysis/estimate.py``:
+a fixed cost per op plus its busy time, an op the ANE cannot split slowed by
+``unsplit_efficiency``), applied to the two forms of one attention before it is rewritten:
+
+    batched:  q·kᵀ, softmax and the product with v over (B, H, Q, K) at once — unsplit — and
+              the 4 head transposes (q, k, v and the output) it needs on the tokens
+    per head: per head 2 einsums and a softmax on (B, K, 1, Q) tiles (and the mask add),
+              plus the splits, k's transpose, the concat and the output view
+
+Per-head lowering is kept only where it is estimated no slower on every chip profile
+(``hardware.CHIPS``); a small attention (EfficientFormer's 49 tokens, 8 heads; any toy
+config of a few heads over a few dozen tokens) pays more in ops than the batched form loses,
+and is left as it is, with the figures in the reason. ``default_pipeline(lower_every_attention=True)``
+lowers it anyway (the tests do, on toy configs that test the lowering's structure).
+"""
+from __future__ import annotations
+
+from ane_rewrite.hardware import CHIPS, COMPUTE_BYTES, ESTIMATOR_FIT, shape_bytes
+
+COST_REASON = "per-head form estimated slower"
+OPTION = "lower_every_attention"  # a pipeline option (graph meta): lower even where it does not pay
+
+
+def _busy_us(chip, flops: float, act_bytes: int) -> float:
+    bw = chip.onchip_gbps if act_bytes <= chip.cache_mib * 2**20 else chip.dram_gbps
+    return max(flops / (chip.ane_tflops * 1e6), act_bytes / (bw * 1e3))
+
+
+def _times_us(chip, b: int, h: int, q: int, k: int, d: int, dv: int, masked: bool) -> tuple[float, float]:
+    fit = ESTIMATOR_FIT
+    over, unsplit = fit["op_overhead_us"], fit["unsplit_efficiency"]
+    logits = shape_bytes((b, h, q, k), padded=True)
+    batched = sum(over + _busy_us(chip, f, a) / unsplit for f, a in (
+        (2.0 * b * h * q * k * d, logits + shape_bytes((b, h, q, d), padded=True) + shape_bytes((b, h, k, d), padded=True)),
+        (float(b * h * q * k), 2 * logits),
+        (2.0 * b * h * q * k * dv, logits + shape_bytes((b, h, q, dv), padded=True) + shape_bytes((b, h, k, dv), padded=True)),
+    ))
+    tokens = b * max(q, k) * h * max(d, dv) * COMPUTE_BYTES
+    batched += 4 * (over + _busy_us(chip, 0.0, 2 * tokens))
+    tile = shape_bytes((b, k, 1, q), padded=True)
+    per_head = h * (over + _busy_us(chip, 2.0 * b * q * k * d, tile + shape_bytes((b, d, 1, q), padded=True)
+                                    + shape_bytes((b, k, 1, d), padded=True))
+                    + over + _busy_us(chip, float(b * q * k), 2 * tile)
+                    + over + _busy_us(chip, 2.0 * b * q * k * dv, tile + 2 * shape_bytes((b, dv, 1, q), padded=True)))
+    per_head += (h * over if masked else 0.0) + 6 * over
+    return batched, per_head
+
+
+def per_head_pays(b: int, h: int, q: int, k: int, d: int, dv: int, masked: bool) -> str | None:
+    """None when the per-head form is estimated no slower than the batched one on every chip;
+    else the reason, with the figures of the chip where it loses most."""
+    worst = None
+    for chip in CHIPS.values():
+        batched, per_head = _times_us(chip, b, h, q, k, d, dv, masked)
+        if per_head > batched and (worst is None or per_head / batched > worst[1] / worst[2]):
+            worst = (chip.name, per_head, batched)
+    if worst is None:
+        return None
+    name, per_head, batched = worst
+    return (f"{COST_REASON} than the batched one ({h} heads of {q}×{k}: {per_head:.1f} µs vs "
+            f"{batched:.1f} µs on {name}, by the estimator's model): left as it is")
+
+
+
+def attention_pays(hq, hk, hv, masked: bool) -> str | None:
+    """``per_head_pays`` for the heads of q, k and v (``_heads.Heads``); None (lower it) when the
+    pipeline runs with ``lower_every_attention``."""
+    gm = hq.source.graph.owning_module
+    if gm is not None and gm.meta.get(OPTION, False):
+        return None
+    def batch_seq(heads):
+        first, _, rows, cols = heads.source.meta["val"].shape
+        return (cols, first) if heads.swapped else (first, rows * cols)
+
+    (b, q), (_, k) = batch_seq(hq), batch_seq(hk)
+    return per_head_pays(b, len(hq.bases), q, k, hq.dim, hv.dim, masked)

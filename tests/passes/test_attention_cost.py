@@ -1,0 +1,30 @@
+"""passes/_attention_cost.py: an attention is lowered per head only where the estimator's model
+says it pays on every chip; else it is left batched, with the figures in the reason."""
+import pytest
+import torch
+
+import ane_rewrite
+from ane_rewrite.passes._attention_cost import COST_REASON, per_head_pays
+from tests.helpers import count
+from tests.passes.test_logit_steps import B, C, S, Steps
+
+pytestmark = pytest.mark.attention_cost  # the default pipeline, cost check on
+
+
+def test_a_base_size_attention_pays_and_a_tiny_one_does_not():
+    assert per_head_pays(1, 12, 128, 128, 64, 64, masked=True) is None          # DistilBERT, seq 128
+    assert per_head_pays(64, 3, 49, 49, 32, 32, masked=True) is None            # Swin-T's 7×7 windows
+    reason = per_head_pays(1, 8, 49, 49, 32, 128, masked=False)                  # EfficientFormer-L1
+    assert reason is not None and reason.startswith(COST_REASON) and "µs" in reason
+
+
+def test_a_toy_attention_is_left_batched_with_its_reason_and_its_projections_converted():
+    torch.manual_seed(0)
+    module, example = Steps("softcap").eval(), (torch.randn(B, S, C),)
+    fast = ane_rewrite.optimize(module, example)
+    declined = [d for r in fast.ane_report.results for d in r.declined if d.reason.startswith(COST_REASON)]
+    assert len(declined) == 1 and count(fast, "_softmax") == 0
+    assert count(fast, "linear") == 0 and count(fast, "conv2d") == 4  # not a region kept as it was
+    assert ane_rewrite.verify(module, fast, example, draws=2).ok
+    forced = ane_rewrite.optimize(module, example, lower_every_attention=True)
+    assert forced.ane_report.counts()["attention"]["eager_logit_steps"] == 1
