@@ -16,7 +16,9 @@ The chain from the product to the softmax may hold, in any order:
   that keep the dtype.
 q and k may be L2-normalised heads (cosine attention, with a learned per-head logit scale:
 Swin v2): each head's piece is normalised over its d channels before the product.
-Leading scalar scales fold into q (as sdpa's scale); trailing additive terms are the mask
+A masked fill ``where(cond, dtype-min, x)`` among the last steps (MPT) is a mask term too
+(``MASKED_LOGIT`` where cond holds). Leading scalar scales fold into q (as sdpa's scale);
+trailing additive terms are the mask
 (``_masks``: a padding mask becomes arithmetic on the model's mask input, others are clamped
 to the fp16-safe masked value); the steps in between are replayed on each head's logits.
 
@@ -31,9 +33,12 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch.fx import Node
 
-from ane_rewrite.rewrite.graph import VIEWS, aten, content_term_reason, depends_on, is_op, readers, shape, val
+from ane_rewrite.hardware import MASKED_LOGIT
+from ane_rewrite.rewrite.graph import (VIEWS, aten, content_term_reason, depends_on, is_op, readers, shape,
+                                      static_value, val)
 from ane_rewrite.rewrite.rules import MatchResult, Rule
 
 from ._attention_cost import attention_pays
@@ -69,6 +74,9 @@ def _chain(x: Node, depth: int = 0):
     if is_op(x, *UNARY) or _same_dtype_copy(x) or (is_op(x, *VIEWS) and _regroups(x)):
         inner = _chain(x.args[0], depth + 1)
         return None if inner is None else (inner[0], inner[1] + [(x, 0)])
+    if is_op(x, aten.where) and len(x.args) == 3 and _masked_fill(x) is not None:
+        inner = _chain(x.args[2], depth + 1)
+        return None if inner is None else (inner[0], inner[1] + [(x, 2)])
     if is_op(x, *BINARY) and len(x.args) == 2 and not x.kwargs:
         for i in (0, 1):
             if i == 1 and is_op(x, aten.sub, aten.div):
@@ -77,6 +85,19 @@ def _chain(x: Node, depth: int = 0):
             if inner is not None:
                 return inner[0], inner[1] + [(x, i)]
     return None
+
+
+def _masked_fill(x: Node):
+    """where(cond, fill, logits) with a fill at or below the masked logit (a masked_fill with
+    dtype-min: MPT) → cond, else None."""
+    cond, fill = x.args[:2]
+    value = fill if isinstance(fill, (int, float)) else None
+    if isinstance(fill, Node):
+        static = static_value(fill)
+        value = float(static) if static is not None and static.numel() == 1 else None
+    if value is None or value > MASKED_LOGIT or not isinstance(cond, Node) or val(cond).dtype != torch.bool:
+        return None
+    return cond
 
 
 def _term(step: Node, i: int):
@@ -139,9 +160,11 @@ def _split_steps(steps: list):
             break
         lead += 1
     tail = len(steps)
-    while tail > lead and (is_op(steps[tail - 1][0], *VIEWS) or (
+    while tail > lead and (is_op(steps[tail - 1][0], *VIEWS, aten.where) or (
             is_op(steps[tail - 1][0], aten.add) and _term(*steps[tail - 1]) is not None)):
         tail -= 1
+    if any(is_op(step, aten.where) for step, _ in steps[lead:tail]):
+        return None  # a masked fill with other steps after it: not a mask of the logits
     return scale, steps[lead:tail], steps[tail:]
 
 
@@ -164,7 +187,10 @@ def _match(node: Node) -> MatchResult:
         return MatchResult.fail(f"the input of {weights.name} is not a chain of elementwise steps "
                                 "(each with at most one operand besides the logits) over matmul(q, kᵀ)")
     qk, steps = found
-    scale, middle, tail = _split_steps(steps)
+    split_steps = _split_steps(steps)
+    if split_steps is None:
+        return MatchResult.fail(f"a masked fill before the last steps of {weights.name}'s logits")
+    scale, middle, tail = split_steps
     q, k_t, scale = product_operands(qk, scale)
     q, k_t, q_eps, k_eps = _cosine_operands(q, k_t)
     if (q_eps is not None or k_eps is not None) and len(shape(q)) != 4:
@@ -238,6 +264,9 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
     mask = None
     for step, i in m["tail"]:
         term = _term(step, i)
+        if is_op(step, aten.where):  # masked where cond: an additive 0 / masked term
+            keep_out = rw.call(aten._to_copy.default, _masked_fill(step), dtype=val(step).dtype)
+            term = rw.call(aten.mul.Tensor, keep_out, MASKED_LOGIT)
         if term is None:
             continue
         term = _as_BHQK(rw, term, len(shape(step)), split)

@@ -91,7 +91,25 @@ def _rewrite_sdpa(rw, node: Node, m: dict) -> Node:
     return lower_per_head(rw, heads, m["scale"], plan)
 
 
+def _match_left_softmax(node: Node) -> MatchResult:
+    """Every softmax of the model that no rule lowered is named, with what was expected, so that
+    no attention goes unseen (rank-3 per-group products, qᵀ·k spellings, blocked local windows)."""
+    if node.meta.get("ane_rule"):
+        return MatchResult.skip()
+    return MatchResult.fail(
+        f"softmax {node.name} over {tuple(shape(node) or ())} is left as it is: its attention, if it is one, "
+        "is not matmul(softmax(f(matmul(q, kᵀ))), v) or sdpa with q, k, v head splits of (B, C, 1, S) projections, "
+        "or a rule above declined it")
+
+
+def _never(rw, node, m):  # pragma: no cover - the rule only reports
+    raise AssertionError("left_softmax never rewrites")
+
+
+left_softmax = Rule("left_softmax", (aten.softmax, aten._softmax), _match_left_softmax, _never,
+                    "a softmax no rule lowered: reported, left as it is")
+
 sdpa_per_head = Rule("sdpa_per_head", (aten.scaled_dot_product_attention,), _match_sdpa, _rewrite_sdpa,
                      "sdpa(heads(q), heads(k), heads(v)) → per-head einsums on (B, C, 1, S)")
 
-attention = Pass("attention", [regrouped_mask_add, eager_to_sdpa, eager_logit_steps, sdpa_per_head, *CANONICAL_RULES], __doc__)
+attention = Pass("attention", [regrouped_mask_add, eager_to_sdpa, eager_logit_steps, sdpa_per_head, left_softmax, *CANONICAL_RULES], __doc__)

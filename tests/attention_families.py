@@ -16,6 +16,8 @@ T5 = dict(d_model=128, d_kv=32, d_ff=256, num_layers=LAYERS, num_heads=HEADS, vo
 # a timm model: ("timm", create_model kwargs, None, attentions)
 FAMILIES = {
     "bloom-alibi": ("BloomModel", dict(n_layer=LAYERS, hidden_size=128, n_head=HEADS, vocab_size=1000), "eager", LAYERS),
+    "mpt-alibi-masked-fill": ("MptModel", dict(n_layers=LAYERS, d_model=128, n_heads=HEADS, vocab_size=1000,
+                                               max_seq_len=128), "eager", LAYERS),
     "gemma2-softcap": ("Gemma2Model", dict(TEXT, num_key_value_heads=2, head_dim=32, sliding_window=8,
                                            attn_logit_softcapping=50.0), "eager", LAYERS),
     "deberta-v2-disentangled": ("DebertaV2Model", dict(TEXT, relative_attention=True, pos_att_type=["p2c", "c2p"],

@@ -5,7 +5,8 @@
   nothing is downloaded).
 - ``example_inputs(model, seq_len, batch)`` builds inputs: token ids and an attention mask for
   Hugging Face text models, pixel values for vision models (size from the model's config),
-  log-mel features for speech encoders, and decoder token ids for encoder-decoder models.
+  log-mel features for speech encoders (Whisper, Speech2Text), raw audio for wav2vec-style
+  encoders, and decoder token ids for encoder-decoder models.
 - ``prepare(model)`` readies a (copied) model for capture: Hugging Face models are captured
   with ``use_cache=False``, so a rewritten decoder returns no key/value cache.
 - ``draw_inputs(example, i)``: random inputs shaped like the example (``verify``'s draws).
@@ -15,6 +16,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from typing import Any
 
@@ -130,6 +132,15 @@ def _hf_inputs(model, seq_len: int, batch: int, gen: torch.Generator) -> dict:
         # a speech encoder (Whisper) takes its full window: two frames per encoder position
         frames = 2 * config.max_source_positions
         inputs = {"input_features": torch.randn(batch, config.num_mel_bins, frames, generator=gen)}
+    elif main == "input_features" and getattr(config, "input_feat_per_channel", None):
+        # Speech2Text: (B, frames, features); its convolutions halve the frames num_conv_layers times
+        frames = seq_len * 2 ** config.num_conv_layers
+        width = config.input_feat_per_channel * getattr(config, "input_channels", 1)
+        inputs = {"input_features": torch.randn(batch, frames, width, generator=gen)}
+    elif main == "input_values" and getattr(config, "conv_stride", None):
+        # raw audio (Wav2Vec2, HuBERT): as many samples as make seq_len frames after the feature encoder
+        samples = seq_len * math.prod(config.conv_stride)
+        inputs = {"input_values": torch.randn(batch, samples, generator=gen)}
     else:
         raise InputError(f"no example-input builder for a Hugging Face model whose main input is "
                          f"{main!r}; pass example_inputs=")

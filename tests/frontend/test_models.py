@@ -90,3 +90,16 @@ def test_prepare_turns_off_the_cache_of_a_seq2seq_decoder_config():
 
     model = models.prepare(build("t5-seq2seq"))
     assert all(not getattr(m.config, "use_cache", False) for m in model.modules() if hasattr(m, "config"))
+
+
+def test_raw_audio_inputs_make_seq_len_frames():
+    import transformers
+
+    config = transformers.Wav2Vec2Config(hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
+                                         intermediate_size=128, conv_dim=(32, 32), conv_stride=(5, 2),
+                                         conv_kernel=(10, 3), num_feat_extract_layers=2)
+    model = transformers.Wav2Vec2Model(config).eval()
+    ex = models.example_inputs(model, seq_len=20)
+    assert ex["input_values"].shape == (1, 200)
+    with torch.no_grad():
+        assert model(**ex).last_hidden_state.shape[1] <= 20

@@ -221,3 +221,23 @@ def test_swin_window_attention_with_bias_and_shift_mask():
     assert max(_activation_ranks(fast)) <= 4  # (the constant shift mask folds away in the export)
     report = ane_rewrite.verify(model, fast, fast.example_inputs, draws=2)
     assert report.ok, report
+
+
+def test_a_softmax_no_rule_lowers_is_reported_by_name():
+    """An attention-like product this pass does not know (here a softmax over the queries, not
+    the keys) is not silently skipped: the softmax is named with what was expected."""
+    class QueryAxis(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.k, self.v = (torch.nn.Linear(16, 16) for _ in range(3))
+
+        def forward(self, x):
+            q, k, v = (p(x).view(1, 6, 2, 8).transpose(1, 2) for p in (self.q, self.k, self.v))
+            w = torch.softmax(q @ k.transpose(-1, -2), dim=2)
+            return (w @ v).transpose(1, 2).reshape(1, 6, 16)
+
+    module, example = QueryAxis().eval(), (torch.randn(1, 6, 16),)
+    fast = ane_rewrite.optimize(module, example)
+    left = [d for r in fast.ane_report.results for d in r.declined if d.rule == "left_softmax"]
+    assert len(left) == 1 and "is left as it is" in left[0].reason and left[0].node in left[0].reason
+    assert ane_rewrite.verify(module, fast, example).ok
