@@ -54,11 +54,12 @@ def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int
     report: PipelineResult = pipeline(gm)
     keep = _unlowered_regions(pristine, report)
     if keep:  # an attention left batched: its projections keep their form, and the report says so
-        from .passes import mark_kept
+        from .passes import mark_kept, merge_reasons
 
         gm = pristine
         mark_kept(gm, keep)
-        report = pipeline(gm)
+        first, report = report, pipeline(gm)
+        merge_reasons(first, report)
     gm.example_inputs = example_inputs
     gm.ane_report = report
     return gm

@@ -4,7 +4,7 @@ from ane_rewrite.rewrite.pipeline import Pipeline
 from .attention import attention
 from .cleanup import cleanup
 from .layer_norm import layer_norm
-from ._regions import mark_kept, unlowered_regions
+from ._regions import mark_kept, merge_reasons, unlowered_regions
 from .layout import layout
 from .rms_norm import rms_norm
 from .rotary import rotary
@@ -13,11 +13,12 @@ from .windows import windows
 
 
 def default_pipeline(max_queries_per_chunk: int = 512, max_chunk_bytes: int = 1 << 20,
-                     lower_every_attention: bool = False) -> Pipeline:
+                     lower_every_attention: bool | None = None) -> Pipeline:
     """windows → rms_norm → layout → rotary → attention → softmax → layer_norm → cleanup, with the
     constraints that fix that order. ``max_queries_per_chunk`` and ``max_chunk_bytes`` set the
     softmax chunking (see ``passes/softmax.py``); ``lower_every_attention`` lowers an attention
-    per head even where the estimator says its batched form is faster (``_attention_cost``)."""
+    per head even where the estimator says its batched form is faster (``_attention_cost``; None:
+    ``_attention_cost.LOWER_EVERY_ATTENTION``, False)."""
     return Pipeline(
         [windows, rms_norm, layout, rotary, attention, make_softmax_pass(max_queries_per_chunk, max_chunk_bytes),
          layer_norm, cleanup],
@@ -37,4 +38,4 @@ def default_pipeline(max_queries_per_chunk: int = 512, max_chunk_bytes: int = 1 
     )
 
 
-__all__ = ["mark_kept", "unlowered_regions", "attention", "cleanup", "default_pipeline", "layer_norm", "layout", "make_softmax_pass", "rms_norm", "rotary", "softmax", "windows"]
+__all__ = ["mark_kept", "merge_reasons", "unlowered_regions", "attention", "cleanup", "default_pipeline", "layer_norm", "layout", "make_softmax_pass", "rms_norm", "rotary", "softmax", "windows"]

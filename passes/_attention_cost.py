@@ -19,6 +19,7 @@ from ane_rewrite.hardware import CHIPS, COMPUTE_BYTES, ESTIMATOR_FIT, shape_byte
 
 COST_REASON = "per-head form estimated slower"
 OPTION = "lower_every_attention"  # a pipeline option (graph meta): lower even where it does not pay
+LOWER_EVERY_ATTENTION = False     # its value when a pass runs outside a pipeline that sets it
 
 
 def _busy_us(chip, flops: float, act_bytes: int) -> float:
@@ -66,7 +67,7 @@ def attention_pays(hq, hk, hv, masked: bool) -> str | None:
     """``per_head_pays`` for the heads of q, k and v (``_heads.Heads``); None (lower it) when the
     pipeline runs with ``lower_every_attention``."""
     gm = hq.source.graph.owning_module
-    if gm is not None and gm.meta.get(OPTION, False):
+    if (gm.meta.get(OPTION) if gm is not None and gm.meta.get(OPTION) is not None else LOWER_EVERY_ATTENTION):
         return None
     def batch_seq(heads):
         first, _, rows, cols = heads.source.meta["val"].shape

@@ -68,3 +68,15 @@ def mark_kept(gm: GraphModule, keep: dict[str, str]) -> None:
     for n in gm.graph.nodes:
         if n.name in keep:
             n.meta[KEEP] = keep[n.name]
+
+
+def merge_reasons(first, second) -> None:
+    """The second run's report, in place, with the first run's reasons: a candidate declined in
+    the full attempt keeps the reason it was declined for (the second run, with projections
+    kept, would only say they are not head splits); reasons new in the second run are added."""
+    earlier = {r.name: {(d.rule, d.node): d for d in r.declined} for r in first.results}
+    for r in second.results:
+        merged = dict(earlier.get(r.name, {}))
+        for d in r.declined:
+            merged.setdefault((d.rule, d.node), d)
+        r.declined = list(merged.values())

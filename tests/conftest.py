@@ -15,20 +15,16 @@ def _seed():
 def _lower_every_attention():
     """Toy configs (a few heads over a few dozen tokens) test the structure and equivalence of
     the per-head lowering; whether it pays is judged at realistic sizes (the tests marked
-    ``attention_cost``, and benchmarks/compare_zoo.py), where the default pipeline decides.
-    Session-wide, so that module fixtures see it too."""
-    import ane_rewrite.passes as passes
+    ``attention_cost``, and benchmarks/compare_zoo.py), where the default decides. Session-wide,
+    so that module fixtures and passes run on their own see it too."""
+    from ane_rewrite.passes import _attention_cost
 
-    default = passes.default_pipeline
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(passes, "default_pipeline",
-                      lambda lower_every_attention=True, **kw: default(lower_every_attention=lower_every_attention, **kw))
-        yield default
+        patch.setattr(_attention_cost, "LOWER_EVERY_ATTENTION", True)
+        yield _attention_cost
 
 
 @pytest.fixture(autouse=True)
 def _cost_check(request, _lower_every_attention, monkeypatch):
     if request.node.get_closest_marker("attention_cost") is not None:
-        import ane_rewrite.passes as passes
-
-        monkeypatch.setattr(passes, "default_pipeline", _lower_every_attention)
+        monkeypatch.setattr(_lower_every_attention, "LOWER_EVERY_ATTENTION", False)
