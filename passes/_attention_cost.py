@@ -67,7 +67,8 @@ def attention_pays(hq, hk, hv, masked: bool) -> str | None:
     """``per_head_pays`` for the heads of q, k and v (``_heads.Heads``); None (lower it) when the
     pipeline runs with ``lower_every_attention``."""
     gm = hq.source.graph.owning_module
-    if (gm.meta.get(OPTION) if gm is not None and gm.meta.get(OPTION) is not None else LOWER_EVERY_ATTENTION):
+    forced = gm.meta.get(OPTION) if gm is not None else None
+    if LOWER_EVERY_ATTENTION if forced is None else forced:
         return None
     def batch_seq(heads):
         first, _, rows, cols = heads.source.meta["val"].shape

@@ -16,7 +16,7 @@ import math
 
 from torch.fx import Node
 
-from ane_rewrite.rewrite.graph import VIEWS, aten, content_term_reason, depends_on, is_op, readers, shape
+from ane_rewrite.rewrite.graph import VIEWS, aten, depends_on, is_op, readers, shape
 from ane_rewrite.rewrite.rules import MatchResult, Rule
 
 from ._attention_cost import attention_pays
@@ -84,6 +84,23 @@ def product_operands(qk: Node, scale: float) -> tuple[Node, Node, float]:
     return operands[0], operands[1], scale
 
 
+def content_term_reason(term: Node) -> str:
+    return (f"logit term {term.name} is computed from the queries or keys (content-dependent position "
+            "terms, as in disentangled attention): lowering it per head is not implemented")
+
+
+def head_splits(q: Node, logits_shape: tuple) -> list:
+    """How 3-D (B·H, S, d) operands read as (B, H, S, d): the (B, H) of 4-D logits, else every
+    outer axis B of the projection the heads come from; [None] for 4-D operands."""
+    if len(shape(q)) != 3:
+        return [None]
+    if len(logits_shape) == 4:
+        return [tuple(logits_shape[:2])]
+    bh = shape(q)[0]
+    y = shape(source_of(q)) or ()
+    return [(b, bh // b) for b in dict.fromkeys(y[:1] + y[3:]) if b and bh % b == 0]
+
+
 def _transposed(t):
     return t.transpose(-1, -2)
 
@@ -114,12 +131,7 @@ def _match_eager(node: Node) -> MatchResult:
         return MatchResult.fail("softmax input is not [mask +] [scale ·] matmul(q, kᵀ)")
     qk, scale, masks = peeled
     q, k_t, scale = product_operands(qk, scale)
-    splits: list[tuple[int, int] | None] = [None]
-    if r == 3:  # (B·H, S, d): B is an outer axis of the projection the heads come from
-        bh = shape(q)[0]
-        y = shape(source_of(q)) or ()
-        splits = [(b, bh // b) for b in dict.fromkeys(y[:1] + y[3:]) if b and bh % b == 0]
-    for split in splits:
+    for split in head_splits(q, shape(weights)):
         found = _heads_of(q, k_t, v, split)
         if all(f is not None for f in found):
             sources = {found[0].source, found[1].source}

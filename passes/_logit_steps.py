@@ -37,13 +37,13 @@ import torch
 from torch.fx import Node
 
 from ane_rewrite.hardware import MASKED_LOGIT
-from ane_rewrite.rewrite.graph import (VIEWS, aten, content_term_reason, depends_on, is_op, readers, shape,
+from ane_rewrite.rewrite.graph import (VIEWS, aten, depends_on, is_op, readers, shape,
                                       static_value, val)
 from ane_rewrite.rewrite.rules import MatchResult, Rule
 
 from ._attention_cost import attention_pays
-from ._eager_attention import _heads_of, _peel_logits, _scalar, product_operands
-from ._heads import head_channels, source_of
+from ._eager_attention import _heads_of, _peel_logits, _scalar, content_term_reason, head_splits, product_operands
+from ._heads import head_channels
 from ._masks import additive_mask
 from ._per_head import lower_per_head
 
@@ -195,13 +195,7 @@ def _match(node: Node) -> MatchResult:
     q, k_t, q_eps, k_eps = _cosine_operands(q, k_t)
     if (q_eps is not None or k_eps is not None) and len(shape(q)) != 4:
         return MatchResult.fail("cosine attention on (B·H, S, d) operands is not lowered")
-    splits: list = [None]
-    if len(shape(q)) == 3:  # (B·H, S, d): the softmax's (B, H), else an outer axis of the projection
-        bh = shape(q)[0]
-        y = shape(source_of(q)) or ()
-        splits = [tuple(shape(weights)[:2])] if r == 4 else [(b, bh // b) for b in dict.fromkeys(y[:1] + y[3:])
-                                                             if b and bh % b == 0]
-    for split in splits:
+    for split in head_splits(q, shape(weights)):
         found_heads = _heads_of(q, k_t, v, split)
         if k_eps is not None:  # k itself, not kᵀ
             found_heads = (found_heads[0], head_channels(k_t), found_heads[2])

@@ -128,7 +128,7 @@ def _drop_empty_parts(rw, node: Node, m: dict) -> Node:
     return m["kept"][0] if len(m["kept"]) == 1 else rw.call(aten.cat.default, m["kept"], m["dim"])
 
 
-def _index_axes(indices: list, out_rank: int):
+def _index_axes(indices: list):
     """Each constant index as (start, length, axis of the broadcast index shape it runs along,
     or None when it holds one value), with the broadcast shape; None unless every index runs
     along at most one axis through consecutive positions and the axes keep the index order."""
@@ -162,7 +162,7 @@ def _match_index_slice(node: Node) -> MatchResult:
     if any(v is None or v.is_floating_point() or v.dtype == torch.bool or v.numel() == 0 for v in values):
         return MatchResult.skip()
     sizes = [shape(x)[d] for d in given]
-    found = _index_axes([v % size for v, size in zip(values, sizes)], rank(node))
+    found = _index_axes([v % size for v, size in zip(values, sizes)])
     if found is None:
         return MatchResult.skip()
     runs, broadcast = found

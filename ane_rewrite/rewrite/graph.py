@@ -163,10 +163,6 @@ def depends_on(node: Node, sources: set, limit: int = 400) -> bool:
     return False
 
 
-def content_term_reason(term: Node) -> str:
-    return (f"logit term {term.name} is computed from the queries or keys (content-dependent position "
-            "terms, as in disentangled attention): lowering it per head is not implemented")
-
 
 def is_static(node: Node, limit: int = 200) -> bool:
     """No graph input reaches node (it is computed from parameters, buffers and constants only),
