@@ -1,7 +1,6 @@
 """optimize(model) → a rewritten copy of the model, callable like the original."""
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
@@ -13,10 +12,23 @@ from .frontend.capture import capture, split_inputs
 from .rewrite.pipeline import Pipeline, PipelineResult
 
 
-def _unlowered_regions(captured: GraphModule, report: PipelineResult) -> dict[str, str]:
-    from .passes import unlowered_regions
+def _keep_unlowered_regions(model, example_inputs, pipeline: Pipeline, gm: GraphModule,
+                            report: PipelineResult) -> tuple[GraphModule, PipelineResult]:
+    """An attention left batched keeps its projections' form: the model is captured again
+    (only then) and rewritten with them marked, and the report keeps the first run's reasons."""
+    from .passes import declined_attentions, mark_kept, merge_reasons, unlowered_regions
 
-    return unlowered_regions(captured, report)
+    declined = declined_attentions(report)
+    if not declined:
+        return gm, report
+    fresh = capture(model, example_inputs)
+    keep = unlowered_regions(fresh, declined)
+    if not keep:
+        return gm, report
+    mark_kept(fresh, keep)
+    second = pipeline(fresh)
+    merge_reasons(report, second)
+    return fresh, second
 
 
 def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int = 128,
@@ -50,16 +62,8 @@ def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int
         raise InputError(f"options {', '.join(sorted(options))} configure the default pipeline; "
                          "they cannot be combined with pipeline=")
     gm = capture(model, example_inputs)
-    pristine = copy.deepcopy(gm)
     report: PipelineResult = pipeline(gm)
-    keep = _unlowered_regions(pristine, report)
-    if keep:  # an attention left batched: its projections keep their form, and the report says so
-        from .passes import mark_kept, merge_reasons
-
-        gm = pristine
-        mark_kept(gm, keep)
-        first, report = report, pipeline(gm)
-        merge_reasons(first, report)
+    gm, report = _keep_unlowered_regions(model, example_inputs, pipeline, gm, report)
     gm.example_inputs = example_inputs
     gm.ane_report = report
     return gm

@@ -4,7 +4,7 @@ from ane_rewrite.rewrite.pipeline import Pipeline
 from .attention import attention
 from .cleanup import cleanup
 from .layer_norm import layer_norm
-from ._regions import mark_kept, merge_reasons, unlowered_regions
+from ._regions import declined_attentions, mark_kept, merge_reasons, unlowered_regions
 from .layout import layout
 from .rms_norm import rms_norm
 from .rotary import rotary
@@ -38,4 +38,4 @@ def default_pipeline(max_queries_per_chunk: int = 512, max_chunk_bytes: int = 1 
     )
 
 
-__all__ = ["mark_kept", "merge_reasons", "unlowered_regions", "attention", "cleanup", "default_pipeline", "layer_norm", "layout", "make_softmax_pass", "rms_norm", "rotary", "softmax", "windows"]
+__all__ = ["declined_attentions", "mark_kept", "merge_reasons", "unlowered_regions", "attention", "cleanup", "default_pipeline", "layer_norm", "layout", "make_softmax_pass", "rms_norm", "rotary", "softmax", "windows"]

@@ -3,7 +3,7 @@
 An attention the attention pass declines stays batched on the tokens' channels-last layout;
 its projections converted to convs alone would only add layout copies around it (DeBERTa-v2's
 disentangled attention: 12 → 18 transposes, estimated 0.8× as fast). ``unlowered_regions``
-finds, in the captured graph, the projections of every declined attention — the linears its
+finds, in a new capture of the model (the same graph, node for node), the projections of every declined attention — the linears its
 product's operands come from, and those its output feeds — so that a second run of the
 pipeline keeps them as linears (``node.meta["ane_keep"]``: layout declines them with that
 reason). The rest of the model (feed-forward blocks, norms) is still rewritten. An attention
@@ -40,17 +40,22 @@ def _linears(node: Node, upward: bool) -> list[Node]:
     return found
 
 
-def unlowered_regions(captured: GraphModule, report) -> dict[str, str]:
-    """{linear node name: why it is kept} for the projections of each declined attention."""
+def declined_attentions(report) -> dict[str, str]:
+    """{anchor node name: reasons} of the attentions the attention pass declined, less those
+    left batched because lowering them would not pay (they keep their converted projections)."""
     reasons: dict[str, list[str]] = {}
     for r in report.results:
         if r.name == "attention":
             for d in r.declined:
                 if d.rule in ATTENTION_RULES:
                     reasons.setdefault(d.node, []).append(d.reason)
-    # an attention left batched because lowering it would not pay keeps its converted projections
-    declined = {node: "; ".join(why) for node, why in reasons.items()
-                if not any(w.startswith(COST_REASON) for w in why)}
+    return {node: "; ".join(why) for node, why in reasons.items()
+            if not any(w.startswith(COST_REASON) for w in why)}
+
+
+def unlowered_regions(captured: GraphModule, declined: dict[str, str]) -> dict[str, str]:
+    """{linear node name: why it is kept} for the projections of each declined attention
+    (``declined_attentions``), found in the captured graph."""
     nodes = {n.name: n for n in captured.graph.nodes}
     keep: dict[str, str] = {}
     for name, reason in declined.items():
