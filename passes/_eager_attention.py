@@ -16,11 +16,28 @@ import math
 
 from torch.fx import Node
 
-from ane_rewrite.rewrite.graph import VIEWS, aten, depends_on, is_op, readers, shape
+from ane_rewrite.rewrite.graph import VIEWS, aten, depends_on, is_op, readers, shape, static_value
+from ane_rewrite.rewrite.graph import MAX_STATIC_NODES
 from ane_rewrite.rewrite.rules import MatchResult, Rule
 
 from ._attention_cost import attention_pays
 from ._heads import head_channels, source_of
+
+
+def _constant(node: Node):
+    """The value of a static node read from constants and buffers only — a learned parameter
+    must stay a parameter (load_state_dict) — else None."""
+    params = dict(node.graph.owning_module.named_parameters())
+    seen, stack = set(), [node]
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if (n.op == "get_attr" and n.target in params) or len(seen) > MAX_STATIC_NODES:
+            return None
+        stack.extend(n.all_input_nodes)
+    return static_value(node)
 
 
 def _scalar(node: Node):
@@ -31,6 +48,11 @@ def _scalar(node: Node):
         return node.args[1], float(node.args[0])
     if is_op(node, aten.div.Tensor) and isinstance(node.args[1], (int, float)) and node.args[1] != 0:
         return node.args[0], 1.0 / float(node.args[1])
+    if is_op(node, aten.mul.Tensor, aten.div.Tensor) and len(node.args) == 2 and isinstance(node.args[1], Node) \
+            and shape(node.args[1]) == () and isinstance(node.args[0], Node):
+        value = _constant(node.args[1])  # a scale computed as a 0-d tensor (DeBERTa's √(3d))
+        if value is not None and value.is_floating_point() and float(value) != 0:
+            return node.args[0], float(value) if is_op(node, aten.mul.Tensor) else 1.0 / float(value)
     return None
 
 
@@ -84,9 +106,9 @@ def product_operands(qk: Node, scale: float) -> tuple[Node, Node, float]:
     return operands[0], operands[1], scale
 
 
-def content_term_reason(term: Node) -> str:
-    return (f"logit term {term.name} is computed from the queries or keys (content-dependent position "
-            "terms, as in disentangled attention): lowering it per head is not implemented")
+def content_term_reason(term: Node, why: str) -> str:
+    return (f"logit term {term.name} is computed from the queries or keys but is not a relative-position "
+            f"gather of them (disentangled attention) lowered per head: {why}")
 
 
 def head_splits(q: Node, logits_shape: tuple) -> list:
@@ -131,13 +153,11 @@ def _match_eager(node: Node) -> MatchResult:
         return MatchResult.fail("softmax input is not [mask +] [scale ·] matmul(q, kᵀ)")
     qk, scale, masks = peeled
     q, k_t, scale = product_operands(qk, scale)
+    if any(depends_on(mask, {source_of(q), source_of(k_t)}) for mask, _ in masks):
+        return MatchResult.skip()  # a term computed from q or k: eager_logit_steps' to lower or decline
     for split in head_splits(q, shape(weights)):
         found = _heads_of(q, k_t, v, split)
         if all(f is not None for f in found):
-            sources = {found[0].source, found[1].source}
-            for mask, _ in masks:
-                if depends_on(mask, sources):
-                    return MatchResult.fail(content_term_reason(mask))
             if reason := attention_pays(*found, bool(masks)):
                 return MatchResult.fail(reason)
             return MatchResult.ok(q=q, k_t=k_t, v=v, scale=scale, split=split, masks=masks)

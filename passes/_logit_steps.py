@@ -22,9 +22,10 @@ trailing additive terms are the mask
 (``_masks``: a padding mask becomes arithmetic on the model's mask input, others are clamped
 to the fp16-safe masked value); the steps in between are replayed on each head's logits.
 
-A term that is itself computed from the queries or keys (DeBERTa's content-to-position and
-position-to-content terms) is declined, naming the term's node: lowering its relative-position
-gather per head is another rewrite; nothing is left half-rewritten.
+A term that is itself computed from the queries or keys through a relative-position gather
+(DeBERTa's content-to-position and position-to-content terms) is emitted per head without a
+gather (``_relative_terms``); any other term computed from them is declined, naming the node
+where it stopped.
 
 Why: the same per-head form as plain attention (docs/ane.md#principles, 2 and 3); a step
 replayed per head costs one elementwise op on a (B, K, 1, Q) tile.
@@ -46,6 +47,7 @@ from ._eager_attention import _heads_of, _peel_logits, _scalar, content_term_rea
 from ._heads import head_channels
 from ._masks import additive_mask
 from ._per_head import lower_per_head
+from ._relative_terms import ContentTerms, content_term
 
 MAX_STEPS = 16
 UNARY = (aten.tanh, aten.neg, aten.sigmoid, aten.clamp, aten.relu)
@@ -178,8 +180,7 @@ def _match(node: Node) -> MatchResult:
     r = len(shape(weights))
     if r not in (3, 4) or weights.args[1] not in (-1, r - 1):
         return MatchResult.skip()
-    if weights is node.args[0] and _peel_logits(weights.args[0]) is not None:
-        return MatchResult.skip()  # the plain form: eager_to_sdpa's
+    plain = weights is node.args[0] and _peel_logits(weights.args[0]) is not None
     if val(weights).dtype != val(weights.args[0]).dtype:
         return MatchResult.fail(f"softmax {weights.name} changes the dtype of its logits")
     found = _chain(weights.args[0])
@@ -206,15 +207,19 @@ def _match(node: Node) -> MatchResult:
     hq, hk, hv = found_heads
     if len({len(hq.bases), len(hk.bases), len(hv.bases)}) != 1 or hq.dim != hk.dim:
         return MatchResult.fail("q, k and v do not have the same heads")
-    sources = {hq.source, hk.source}
+    sources, content = {hq.source, hk.source}, set()
     for step, i in middle + tail:
         term = _term(step, i)
         if term is not None and depends_on(term, sources):
-            return MatchResult.fail(content_term_reason(term))
+            if reason := content_term(term, split, sources, *shape(weights)[-2:]):
+                return MatchResult.fail(content_term_reason(term, reason))
+            content.add(term)
+    if plain and not content:
+        return MatchResult.skip()  # the plain form: eager_to_sdpa's
     if reason := attention_pays(hq, hk, hv, bool(tail)):
         return MatchResult.fail(reason)
     return MatchResult.ok(heads={"q": hq, "k": hk, "v": hv}, scale=scale, middle=middle, tail=tail,
-                          split=split, logits_rank=r, norms=(q_eps, k_eps))
+                          split=split, logits_rank=r, norms=(q_eps, k_eps), content=content)
 
 
 def _as_BHQK(rw, term: Node, at_rank: int, split) -> Node:
@@ -239,7 +244,9 @@ def _per_head(rw, term: Node, at_rank: int, split, h: int) -> Node:
 
 
 def _rewrite(rw, node: Node, m: dict) -> Node:
-    split = m["split"]
+    split, content = m["split"], m["content"]
+    terms = ContentTerms(split)
+    added = [_term(step, i) for step, i in m["tail"] if _term(step, i) in content]
 
     def transform(rw, logits, h):
         for step, i in m["middle"]:
@@ -247,17 +254,23 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
                 continue
             if is_op(step, *BINARY):
                 other = step.args[1 - i]
-                if isinstance(other, Node):
+                if other in content:
+                    other = terms.per_head(rw, other, h)
+                elif isinstance(other, Node):
                     other = _per_head(rw, other, len(shape(step)), split, h)
                 args = (logits, other) if i == 0 else (other, logits)
                 logits = rw.call(step.target, *args, **step.kwargs)
             else:
                 logits = rw.call(step.target, logits, *step.args[1:], **step.kwargs)
+        for term in added:  # a trailing term from q or k: added before the masks, which commute with it
+            logits = rw.call(aten.add.Tensor, logits, terms.per_head(rw, term, h))
         return logits
 
     mask = None
     for step, i in m["tail"]:
         term = _term(step, i)
+        if term in content:
+            continue
         if is_op(step, aten.where):  # masked where cond: an additive 0 / masked term
             keep_out = rw.call(aten._to_copy.default, _masked_fill(step), dtype=val(step).dtype)
             term = rw.call(aten.mul.Tensor, keep_out, MASKED_LOGIT)
@@ -267,8 +280,9 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
         mask = term if mask is None else rw.call(aten.add.Tensor, mask, term)
     q_val = val(m["heads"]["q"].source)
     sq, sk = val(node).shape[-2], shape(node.args[1])[-2]
-    plan = additive_mask(rw, mask, False, sq, sk, q_val.dtype) if mask is not None else None
-    out = lower_per_head(rw, m["heads"], m["scale"], plan, transform if m["middle"] else None, m["norms"])
+    fills = any(is_op(step, aten.where) for step, _ in m["tail"])
+    plan = additive_mask(rw, mask, False, sq, sk, q_val.dtype, replaces=fills) if mask is not None else None
+    out = lower_per_head(rw, m["heads"], m["scale"], plan, transform if m["middle"] or added else None, m["norms"])
     if len(shape(node)) != 4 or list(shape(out)) != list(shape(node)):
         out = rw.call(aten.reshape.default, out, list(shape(node)))
     return out

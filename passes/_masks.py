@@ -114,10 +114,12 @@ def row_valid(rw, add_BK1Q: Node) -> Node:
 
 
 def additive_mask(rw, mask: Node | None, is_causal: bool, sq: int, sk: int,
-                  dtype: torch.dtype = torch.float32) -> MaskPlan | None:
+                  dtype: torch.dtype = torch.float32, replaces: bool = False) -> MaskPlan | None:
     """The additive masks of one attention; None when there is nothing to mask. Every tensor
     is rank ≤ 4. With a bool mask (or a padding input), a fully masked query row can occur;
-    torch's sdpa returns zeros there, so the plan asks for them (``zero_rows``)."""
+    torch's sdpa returns zeros there, so the plan asks for them (``zero_rows``). ``replaces``:
+    the mask stands for a masked fill, which replaces the logits, so a row it empties is uniform
+    in torch whatever it held: such a row gets the mean of the values (``mean_rows``)."""
     static = torch.ones(1, 1, sq, sk, dtype=torch.bool)
     if is_causal:
         static &= torch.ones(sq, sk, dtype=torch.bool).tril()
@@ -125,7 +127,9 @@ def additive_mask(rw, mask: Node | None, is_causal: bool, sq: int, sk: int,
     if mask is not None:
         form = padding_form(rw.gm, mask)
         if form is None:
-            return MaskPlan(_model_mask(rw, mask, static if is_causal else None, dtype), val(mask).dtype == torch.bool)
+            boolean = val(mask).dtype == torch.bool
+            return MaskPlan(_model_mask(rw, mask, static if is_causal else None, dtype), boolean,
+                            mean_rows=replaces and not boolean)
         pad, keep = form
         static = static & keep
     parts = [] if bool(static.all()) else _static_heads(rw, static, dtype)

@@ -11,7 +11,7 @@ from ane_rewrite.rewrite.graph import aten, is_op, is_static
 from tests.attention_families import FAMILIES, build, example as family_example, softmaxes
 from tests.helpers import count
 
-NOT_YET = {"deberta-v2-disentangled": "content-to-position and position-to-content terms: declined, not lowered"}
+NOT_YET: dict[str, str] = {}
 
 
 def _families():
@@ -71,19 +71,3 @@ def test_weights_shared_across_layers_stay_one_parameter_and_one_constant(tmp_pa
     ane_rewrite.export(fast, example, tmp_path / "m.mlpackage", progress=False)
     weights = sum(f.stat().st_size for f in tmp_path.rglob("weight.bin"))
     assert weights <= 2 * sum(p.numel() for p in model.parameters())  # fp16, each parameter once
-
-
-def test_disentangled_attention_is_declined_with_its_reason_and_left_equivalent():
-    """DeBERTa-v2: its c2p/p2c terms are computed from the queries and keys through relative-
-    position gathers: every attention is declined by name, none half-rewritten, and its
-    projections keep their form."""
-    model, example, fast = _optimized("deberta-v2-disentangled")
-    declined = [d for r in fast.ane_report.results for d in r.declined if d.rule == "eager_logit_steps"]
-    assert len(declined) == FAMILIES["deberta-v2-disentangled"][3]
-    assert all(d.reason for d in declined)
-    left = [d for r in fast.ane_report.results for d in r.declined if d.rule == "left_softmax"]
-    assert len(left) == FAMILIES["deberta-v2-disentangled"][3]  # and each softmax is named
-    assert count(fast, "_softmax") == 0 and count(fast, "softmax") == FAMILIES["deberta-v2-disentangled"][3]
-    kept = [d for r in fast.ane_report.results for d in r.declined if d.reason.startswith("kept as a linear")]
-    assert len(kept) >= 4 * FAMILIES["deberta-v2-disentangled"][3]  # q, k, v, o of each (and its position projections)
-    assert ane_rewrite.verify(model, fast, example, draws=2).ok
