@@ -8,6 +8,7 @@ from torch import nn
 
 from ane_rewrite import export
 from ane_rewrite.coreml import mil
+from ane_rewrite.passes.cleanup import cleanup
 from ane_rewrite.passes.layer_norm import layer_norm
 from ane_rewrite.passes.layout import layout
 from tests.helpers import captured, count, outputs
@@ -91,3 +92,48 @@ def test_the_exported_channel_norm_is_one_layer_norm_op(trained):
     assert mix["layer_norm"] == 1
     assert mix["reduce_mean"] == 0 and mix["rsqrt"] == 0
     assert mix["conv"] == 2 and mix["linear"] == 0
+
+
+class ParallelBlock(nn.Module):
+    """x + attn-like(norm1(x)) + mlp(norm2(x)) (GPT-NeoX, GPT-J): x is read by two norms and the
+    residual, so its channels-first form exists already; the norms run on it."""
+
+    def __init__(self, c=32):
+        super().__init__()
+        self.n1, self.n2 = nn.LayerNorm(c), nn.LayerNorm(c)
+        self.a, self.b = nn.Linear(c, c), nn.Linear(c, c)
+
+    def forward(self, x):
+        x = x * 2.0  # a node of the model before the block (an embedding, say)
+        return x + self.a(self.n1(x)) + torch.relu(self.b(self.n2(x)))
+
+
+def test_a_norm_of_a_converted_input_runs_on_that_conversion():
+    module = randomize_norms(ParallelBlock().eval())
+    example = (torch.randn(2, 6, 32),)
+    gm = captured(module, example)
+    layout(gm)
+    before = count(gm, "permute")
+    result = layer_norm(gm)
+    cleanup(gm)  # the conversion emitted again for the norms is the existing one
+    assert result.counts["converted_layer_norm"] == 2
+    assert count(gm, "layer_norm") == 0
+    assert count(gm, "permute") == before - 2 == 2  # one conversion in, one out
+    with torch.no_grad():
+        torch.testing.assert_close(outputs(gm, example), module(*example), rtol=1e-5, atol=1e-5)
+    assert not layer_norm(gm).changed
+
+
+def test_a_norm_whose_output_stays_channels_last_is_left():
+    class Side(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.n = nn.Linear(32, 32), nn.LayerNorm(32)
+
+        def forward(self, x):
+            x = x * 2.0
+            return self.a(x) + x, self.n(x)  # the norm's output is returned as it is
+
+    gm = captured(Side().eval(), (torch.randn(2, 6, 32),))
+    layout(gm)
+    assert layer_norm(gm).counts.get("converted_layer_norm", 0) == 0
