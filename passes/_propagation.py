@@ -12,6 +12,7 @@ run on that tensor too, so the layout conversions meet and cancel at the region'
     view(from(y_BCHW), [B, H·W, C])         → from(reshape(y, [B, C, 1, H·W]))   (and back)
     to(view(x_BSc1…ck, [B, S, C]))          → reshape(permute(x, [0, 2, …, k+1, 1]), [B, C, 1, S])
     to(moves(y))                            → one movement of y (``_layout_cost``)
+    tokens of a map, means over the tokens  → ``_token_maps``
 
 Why: every conversion left inside a region is a transpose that touches the last axis — a real
 copy on the ANE (docs/ane.md#principles, 3). ``from``/``to`` are ``_layouts``' conversions;
@@ -28,6 +29,7 @@ from ane_rewrite.rewrite.match import requires
 from ane_rewrite.rewrite.rules import MatchResult, Rule
 
 from ._layout_cost import movement_in_layout
+from ._token_maps import TOKEN_MAP_RULES
 from ._layouts import AXIS_MAP, emit_broadcast_to, emit_from, emit_to, from_operand, match_from, match_to
 from .cleanup import CANONICAL_RULES
 
@@ -254,4 +256,4 @@ sink_spatial_view = Rule(
 # consumer, and a head split right after a conversion costs one transpose.
 PROPAGATION_RULES = (sink_unary, sink_binary, sink_slice, sink_cat, hoist_cat_slice, sink_select,
                      sink_split_view, sink_spatial_view, hoist_merge_view, movement_in_layout,
-                     *CANONICAL_RULES)
+                     *TOKEN_MAP_RULES, *CANONICAL_RULES)
