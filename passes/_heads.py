@@ -63,6 +63,11 @@ def replay(source: Node, chain: list[Node], index: torch.Tensor) -> torch.Tensor
     return values[chain[0]] if chain else index
 
 
+def movement_chain(x: Node) -> tuple[Node, list[Node]]:
+    """(the first node above x's chain of data-movement ops, the chain from x up)."""
+    return _chain(x)
+
+
 def source_of(x: Node) -> Node:
     """The first node above x's chain of data-movement ops."""
     return _chain(x)[0]

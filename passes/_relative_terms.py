@@ -31,6 +31,7 @@ from torch.fx import Node
 
 from ane_rewrite.rewrite.graph import VIEWS, aten, depends_on, is_op, is_static, shape, static_value
 
+from ._eager_attention import _scalar
 from ._heads import Heads, head_channels
 from ._per_head import batch_first
 
@@ -44,6 +45,7 @@ class RelativeGather:
     table: Node       # y as the product reads it: (…, d, P), static
     rows: tuple       # y's column for each c < I + J − 1
     sizes: tuple      # (I, J)
+    factor: float = 1.0  # a scale of x before the product
 
 
 def _transposes_last_two(node: Node) -> bool:
@@ -84,6 +86,10 @@ def relative_gather(node: Node, split) -> RelativeGather | str:
     if not is_op(product, aten.bmm, aten.matmul):
         return expected
     x, y = product.args[:2]
+    factor = 1.0
+    peeled = _scalar(x)  # queries scaled before the product (DeBERTa v1)
+    if peeled is not None:
+        x, factor = peeled
     r = len(shape(x))
     if r not in (3, 4) or len(shape(y)) != r or not is_static(y):
         return expected
@@ -116,7 +122,7 @@ def relative_gather(node: Node, split) -> RelativeGather | str:
         return f"{expected}: its index {index.name} is not a function of i − j"
     if int(rows.min()) < 0 or int(rows.max()) >= shape(y)[-1]:
         return f"{expected}: its index {index.name} reads outside the table"
-    return RelativeGather(heads, y, tuple(int(v) for v in rows), sizes)
+    return RelativeGather(heads, y, tuple(int(v) for v in rows), sizes, factor)
 
 
 def content_term(term: Node, split, sources: set, q_len: int, k_len: int, flipped: bool = False) -> str | None:
@@ -197,6 +203,8 @@ class ContentTerms:
         y_d1E = rw.call(aten.reshape.default, rw.call(aten.index_select.default, table, 1, rows), [1, x.dim, 1, e_len])
         if batch != 1:
             y_d1E = rw.call(aten.expand.default, y_d1E, [batch, x.dim, 1, e_len])
+        if found.factor != 1.0:
+            y_d1E = rw.call(aten.mul.Tensor, y_d1E, found.factor)
         r_BI1E = rw.call(aten.einsum.default, "bchq,bkhc->bkhq", [y_d1E, x_h])
         if i_len == 1:
             return rw.call(aten.reshape.default, rw.call(aten.slice.Tensor, r_BI1E, 3, 0, j_len), [batch, 1, j_len])

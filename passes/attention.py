@@ -41,6 +41,7 @@ from ane_rewrite.rewrite.graph import arg, aten, shape, val
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._eager_attention import eager_to_sdpa, regrouped_mask_add
+from ._head_bias import head_bias_to_channels
 from ._logit_steps import eager_logit_steps
 from ._attention_cost import attention_pays
 from ._heads import head_channels
@@ -112,4 +113,4 @@ left_softmax = Rule("left_softmax", (aten.softmax, aten._softmax), _match_left_s
 sdpa_per_head = Rule("sdpa_per_head", (aten.scaled_dot_product_attention,), _match_sdpa, _rewrite_sdpa,
                      "sdpa(heads(q), heads(k), heads(v)) → per-head einsums on (B, C, 1, S)")
 
-attention = Pass("attention", [regrouped_mask_add, eager_to_sdpa, eager_logit_steps, sdpa_per_head, left_softmax, *CANONICAL_RULES], __doc__)
+attention = Pass("attention", [head_bias_to_channels, regrouped_mask_add, eager_to_sdpa, eager_logit_steps, sdpa_per_head, left_softmax, *CANONICAL_RULES], __doc__)

@@ -22,6 +22,10 @@ FAMILIES = {
                                            attn_logit_softcapping=50.0), "eager", LAYERS),
     "deberta-v2-disentangled": ("DebertaV2Model", dict(TEXT, relative_attention=True, pos_att_type=["p2c", "c2p"],
                                                        position_buckets=16), "eager", LAYERS),
+    # DeBERTa (v1): fused q/k/v projection without bias, the query and value biases added to
+    # the split heads, the query scaled before its products, 4-D relative gathers
+    "deberta-v1-disentangled": ("DebertaModel", dict(TEXT, relative_attention=True, pos_att_type=["p2c", "c2p"],
+                                                     max_relative_positions=16), "eager", LAYERS),
     "albert-shared": ("AlbertModel", dict(TEXT, embedding_size=64), "sdpa", LAYERS),
     "t5-encoder": ("T5EncoderModel", T5, "eager", LAYERS),
     "t5-seq2seq": ("T5Model", T5, "eager", 3 * LAYERS),

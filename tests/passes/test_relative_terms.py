@@ -9,7 +9,7 @@ from torch import nn
 
 import ane_rewrite
 from ane_rewrite.rewrite.graph import aten
-from passes._relative_terms import _offsets
+from ane_rewrite.passes._relative_terms import _offsets
 from tests.helpers import count
 
 C, H = 32, 4
