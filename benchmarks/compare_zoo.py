@@ -97,6 +97,9 @@ ZOO = {
         ("deberta-v2-512", "DebertaV2Model", dict(hidden_size=512, num_attention_heads=8, intermediate_size=2048,
                                                   relative_attention=True, pos_att_type=["p2c", "c2p"],
                                                   position_buckets=256)),
+        ("deberta-512", "DebertaModel", dict(hidden_size=512, num_attention_heads=8, intermediate_size=2048,
+                                             relative_attention=True, pos_att_type=["p2c", "c2p"],
+                                             max_relative_positions=512)),
     )},
     # attention beyond the plain dot product (issue 13): softcapping, ALiBi (above), shared
     # layers (above), bucketed biases and cross-attention; 2 layers (each side), hidden 512
