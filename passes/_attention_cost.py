@@ -3,7 +3,9 @@ a fixed cost per op plus its busy time, an op the ANE cannot split slowed by
 ``unsplit_efficiency``), applied to the two forms of one attention before it is rewritten:
 
     batched:  q·kᵀ, softmax and the product with v over (B, H, Q, K) at once — unsplit — and
-              the 4 head transposes (q, k, v and the output) it needs on the tokens
+              the 4 head transposes (q, k, v and the output) it needs on the tokens, none where
+              ``batched_heads`` reads the heads as they lie in the channels-first projections
+              (at equal steps of the channel axis: its transposes fold into the matmuls)
     per head: per head 2 einsums and a softmax on (B, K, 1, Q) tiles (and the mask add),
               plus the splits, k's transpose, the concat and the output view
 
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 from ane_rewrite.hardware import CHIPS, COMPUTE_BYTES, ESTIMATOR_FIT, shape_bytes
 
+from ._heads import unread_as_they_lie
+
 COST_REASON = "per-head form estimated slower"
 OPTION = "lower_every_attention"  # a pipeline option (graph meta): lower even where it does not pay
 LOWER_EVERY_ATTENTION = False     # its value when a pass runs outside a pipeline that sets it
@@ -27,7 +31,8 @@ def _busy_us(chip, flops: float, act_bytes: int) -> float:
     return max(flops / (chip.ane_tflops * 1e6), act_bytes / (bw * 1e3))
 
 
-def _times_us(chip, b: int, h: int, q: int, k: int, d: int, dv: int, masked: bool) -> tuple[float, float]:
+def _times_us(chip, b: int, h: int, q: int, k: int, d: int, dv: int, masked: bool,
+              head_transposes: int = 4) -> tuple[float, float]:
     fit = ESTIMATOR_FIT
     over, unsplit = fit["op_overhead_us"], fit["unsplit_efficiency"]
     logits = shape_bytes((b, h, q, k), padded=True)
@@ -37,7 +42,7 @@ def _times_us(chip, b: int, h: int, q: int, k: int, d: int, dv: int, masked: boo
         (2.0 * b * h * q * k * dv, logits + shape_bytes((b, h, q, dv), padded=True) + shape_bytes((b, h, k, dv), padded=True)),
     ))
     tokens = b * max(q, k) * h * max(d, dv) * COMPUTE_BYTES
-    batched += 4 * (over + _busy_us(chip, 0.0, 2 * tokens))
+    batched += head_transposes * (over + _busy_us(chip, 0.0, 2 * tokens))
     tile = shape_bytes((b, k, 1, q), padded=True)
     per_head = h * (over + _busy_us(chip, 2.0 * b * q * k * d, tile + shape_bytes((b, d, 1, q), padded=True)
                                     + shape_bytes((b, k, 1, d), padded=True))
@@ -47,12 +52,14 @@ def _times_us(chip, b: int, h: int, q: int, k: int, d: int, dv: int, masked: boo
     return batched, per_head
 
 
-def per_head_pays(b: int, h: int, q: int, k: int, d: int, dv: int, masked: bool) -> str | None:
+def per_head_pays(b: int, h: int, q: int, k: int, d: int, dv: int, masked: bool,
+                  head_transposes: int = 4) -> str | None:
     """None when the per-head form is estimated no slower than the batched one on every chip;
-    else the reason, with the figures of the chip where it loses most."""
+    else the reason, with the figures of the chip where it loses most. ``head_transposes``: how
+    many transposes of the tokens the batched form needs (0 where its heads are read as they lie)."""
     worst = None
     for chip in CHIPS.values():
-        batched, per_head = _times_us(chip, b, h, q, k, d, dv, masked)
+        batched, per_head = _times_us(chip, b, h, q, k, d, dv, masked, head_transposes)
         if per_head > batched and (worst is None or per_head / batched > worst[1] / worst[2]):
             worst = (chip.name, per_head, batched)
     if worst is None:
@@ -75,4 +82,5 @@ def attention_pays(hq, hk, hv, masked: bool) -> str | None:
         return (cols, first) if heads.swapped else (first, rows * cols)
 
     (b, q), (_, k) = batch_seq(hq), batch_seq(hk)
-    return per_head_pays(b, len(hq.bases), q, k, hq.dim, hv.dim, masked)
+    as_they_lie = len({len(h.bases) for h in (hq, hk, hv)}) == 1 and not any(map(unread_as_they_lie, (hq, hk, hv)))
+    return per_head_pays(b, len(hq.bases), q, k, hq.dim, hv.dim, masked, 0 if as_they_lie else 4)

@@ -112,3 +112,26 @@ def head_channels(x: Node, tail: Callable[[torch.Tensor], torch.Tensor] | None =
     if not torch.equal(chan, (bases.view(1, heads, 1, 1) + torch.arange(d).view(1, 1, 1, d)).expand_as(idx)):
         return None
     return Heads(source, tuple(int(v) for v in bases), d, swapped, rows != 1)
+
+
+def head_step(h: Heads) -> int | None:
+    """The channels from one head's first channel to the next one's when the heads lie at
+    equal steps (a fused projection may interleave them: LeViT's q, k, v of one head, then
+    the next head's), at least a head apart; None otherwise."""
+    if len(h.bases) == 1:
+        return h.dim
+    step = h.bases[1] - h.bases[0]
+    if step < h.dim or h.bases != tuple(h.bases[0] + i * step for i in range(len(h.bases))):
+        return None
+    return step
+
+
+def unread_as_they_lie(h: Heads) -> str | None:
+    """None when the heads lie at equal steps of the channel axis of a batch-first source, so a
+    reshape and a slice read them as they lie (``batched_heads``); else why not."""
+    if h.swapped:
+        return "the heads run sequence-first (S, C, 1, B): reading them needs a transpose"
+    stride = head_step(h)
+    if stride is None or h.bases[0] - h.bases[0] % stride + stride * len(h.bases) > shape(h.source)[1]:
+        return f"the heads' channel offsets {h.bases[:4]}… are not at equal steps of the channel axis"
+    return None

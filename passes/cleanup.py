@@ -14,6 +14,8 @@
                                  from arange) that each run through consecutive positions along
                                  one axis of the index shape, in order: Falcon's qkv[:, :, :, [-2]],
                                  a mask builder's p[arange(B)[:, …], arange(K)[…, :]] — no gather
+    permute(f(a, b, …))        → f(reshape(a), …)   elementwise f over broadcast operands
+                                 (``_broadcast_permute``: an outer-product padding mask)
     f(a, b, …) twice           → once               pure ATen calls with equal arguments
 
 Dead code goes at the end of every pass.
@@ -31,6 +33,7 @@ from torch.fx import Node
 from ane_rewrite.rewrite.graph import VIEWS, arg, aten, is_op, normalize_dim, rank, shape, static_value
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
+from ._broadcast_permute import permute_into_broadcasts
 from ._layouts import normalize_dims_ordered, squeezed_dims
 
 
@@ -251,4 +254,4 @@ CANONICAL_RULES = (fold_permute_chain, drop_identity_permute, cancel_unsqueeze_s
                    cancel_squeeze_unsqueeze, fold_view_chain, drop_noop_view, drop_noop_slice,
                    drop_noop_pad, drop_empty_cat_parts, index_as_slice)
 
-cleanup = Pass("cleanup", [*CANONICAL_RULES, dedupe], __doc__)
+cleanup = Pass("cleanup", [*CANONICAL_RULES, permute_into_broadcasts, dedupe], __doc__)

@@ -28,3 +28,13 @@ def test_a_toy_attention_is_left_batched_with_its_reason_and_its_projections_con
     assert ane_rewrite.verify(module, fast, example, draws=2).ok
     forced = ane_rewrite.optimize(module, example, lower_every_attention=True)
     assert forced.ane_report.counts()["attention"]["eager_logit_steps"] == 1
+
+
+def test_heads_read_as_they_lie_spare_the_batched_form_its_four_transposes():
+    from ane_rewrite.hardware import CHIPS
+    from ane_rewrite.passes._attention_cost import _times_us
+
+    chip = CHIPS["A15"]
+    on_tokens = _times_us(chip, 1, 8, 49, 49, 32, 128, False)
+    as_they_lie = _times_us(chip, 1, 8, 49, 49, 32, 128, False, head_transposes=0)
+    assert as_they_lie[0] < on_tokens[0] and as_they_lie[1] == on_tokens[1]

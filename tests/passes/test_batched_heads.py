@@ -1,0 +1,106 @@
+"""passes/batched_heads.py: an attention left batched (its per-head form would not pay) reads its
+heads as they lie in the channels-first projections — tiled, or interleaved at equal steps as
+LeViT's fused q, k, v — so the export has no transpose of its own; what the pass cannot read is
+declined with the reason and left batched."""
+import pytest
+import torch
+from torch import nn
+
+import ane_rewrite
+from ane_rewrite.coreml.mil import op_mix, program_ops
+from ane_rewrite.passes import batched_heads
+from ane_rewrite.passes._attention_cost import COST_REASON
+from ane_rewrite.rewrite.graph import aten, is_op
+from tests.helpers import count
+
+pytestmark = pytest.mark.attention_cost  # the default pipeline: a toy attention stays batched
+
+B, S, C, H = 2, 12, 32, 4
+D = C // H
+
+
+class Fused(nn.Module):
+    """One fused qkv projection; ``layout`` picks how its channels are split into heads."""
+
+    def __init__(self, layout: str, sdpa: bool = False, bias: bool = False):
+        super().__init__()
+        self.layout, self.sdpa = layout, sdpa
+        self.qkv, self.o = nn.Linear(C, 3 * C), nn.Linear(C, C)
+        self.bias = nn.Parameter(torch.randn(H, S, S)) if bias else None
+
+    def forward(self, x, mask=None):
+        y = self.qkv(x)
+        if self.layout == "tiled":  # timm's ViT: (B, S, 3, H, d)
+            q, k, v = y.reshape(B, S, 3, H, D).permute(2, 0, 3, 1, 4).unbind(0)
+        else:  # LeViT: per head its q, k and v channels, then the next head's
+            q, k, v = y.view(B, S, H, 3 * D).permute(0, 2, 1, 3).split([D, D, D], dim=3)
+        if self.sdpa:
+            out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            logits = (q @ k.transpose(-2, -1)) * D ** -0.5
+            if self.bias is not None:
+                logits = logits + self.bias
+            out = logits.softmax(dim=-1) @ v
+        return self.o(out.transpose(1, 2).reshape(B, S, C))
+
+
+def _transposes(model, example, tmp_path, name) -> int:
+    ml = ane_rewrite.export(model, example, tmp_path / f"{name}.mlpackage", progress=False)
+    return op_mix(program_ops(ml))["transpose"]
+
+
+@pytest.mark.parametrize("layout,sdpa,bias", [("tiled", False, False), ("interleaved", False, True),
+                                              ("tiled", True, False)])
+def test_a_batched_attention_reads_its_heads_as_they_lie(layout, sdpa, bias, tmp_path):
+    module = nn.Sequential(Fused(layout, sdpa, bias), Fused(layout, sdpa, bias)).eval()
+    example = (torch.randn(B, S, C),)
+    fast = ane_rewrite.optimize(module, example)
+    report = fast.ane_report
+    assert any(d.reason.startswith(COST_REASON) for r in report.results for d in r.declined)
+    counts = report.counts()["batched_heads"]
+    assert counts.get("batched_sdpa" if sdpa else "batched_logits") == 2, counts
+    assert count(fast, "linear") == 0 and count(fast, "scaled_dot_product_attention") == 0
+    # every permute left is the swap of a matmul operand's last two axes, which the export folds
+    for n in fast.graph.nodes:
+        if is_op(n, aten.permute) and list(n.args[1]) != [0, 2, 1]:  # (B, S, C) in and out
+            assert list(n.args[1]) == [0, 1, 3, 2] and all(is_op(u, aten.matmul) for u in n.users), n
+    verdict = ane_rewrite.verify(module, fast, example, draws=2)
+    assert verdict.ok and verdict.psnr >= 60, verdict
+    # the tokens' conversions in and out, where two heads transposes a block were captured
+    assert _transposes(fast, example, tmp_path, "new") == 2 and _transposes(module, example, tmp_path, "base") == 4
+    assert not batched_heads(fast).counts  # a second run finds nothing left to read
+
+
+def test_an_additive_mask_is_added_to_the_logits_and_a_boolean_one_is_declined():
+    module = Fused("tiled", sdpa=True).eval()
+    x = torch.randn(B, S, C)
+    additive = torch.zeros(B, 1, S, S).masked_fill(torch.rand(B, 1, S, S) > 0.7, -1e4)
+    fast = ane_rewrite.optimize(module, (x, additive))
+    assert fast.ane_report.counts()["batched_heads"].get("batched_sdpa") == 1
+    assert ane_rewrite.verify(module, fast, (x, additive), draws=2).ok
+    boolean = torch.rand(B, 1, S, S) > 0.3
+    kept = ane_rewrite.optimize(module, (x, boolean))
+    reasons = [d.reason for r in kept.ane_report.results if r.name == "batched_heads" for d in r.declined]
+    assert any("torch.bool mask" in why for why in reasons), reasons
+    assert count(kept, "scaled_dot_product_attention") == 1
+    assert ane_rewrite.verify(module, kept, (x, boolean), draws=2).ok
+
+
+def test_grouped_query_heads_are_declined_with_the_reason():
+    class Grouped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q, self.kv, self.o = nn.Linear(C, C), nn.Linear(C, C), nn.Linear(C, C)  # 2 k/v heads
+
+        def forward(self, x):
+            q = self.q(x).view(B, S, H, D).transpose(1, 2)
+            k, v = self.kv(x).view(B, S, 2, H // 2, D).permute(2, 0, 3, 1, 4).unbind(0)
+            k, v = (t.repeat_interleave(2, dim=1) for t in (k, v))
+            out = (q @ k.transpose(-2, -1) * D ** -0.5).softmax(-1) @ v
+            return self.o(out.transpose(1, 2).reshape(B, S, C))
+
+    module, example = Grouped().eval(), (torch.randn(B, S, C),)
+    fast = ane_rewrite.optimize(module, example)
+    reasons = [d.reason for r in fast.ane_report.results if r.name == "batched_heads" for d in r.declined]
+    assert any("equal steps" in why for why in reasons), reasons
+    assert ane_rewrite.verify(module, fast, example, draws=2).ok
