@@ -10,23 +10,27 @@ from .layout import layout
 from .rms_norm import rms_norm
 from .rotary import rotary
 from .softmax import make_softmax_pass, softmax
+from .window_groups import window_groups
 from .windows import windows
 
 
 def default_pipeline(max_queries_per_chunk: int = 512, max_chunk_bytes: int = 1 << 20,
                      lower_every_attention: bool | None = None) -> Pipeline:
-    """windows → rms_norm → layout → rotary → attention → batched_heads → softmax → layer_norm → cleanup, with the
+    """windows → rms_norm → layout → rotary → attention → batched_heads → softmax → layer_norm → cleanup →
+    window_groups, with the
     constraints that fix that order. ``max_queries_per_chunk`` and ``max_chunk_bytes`` set the
     softmax chunking (see ``passes/softmax.py``); ``lower_every_attention`` lowers an attention
     per head even where the estimator says its batched form is faster (``_attention_cost``; None:
     ``_attention_cost.LOWER_EVERY_ATTENTION``, False)."""
     return Pipeline(
         [windows, rms_norm, layout, rotary, attention, batched_heads, make_softmax_pass(max_queries_per_chunk, max_chunk_bytes),
-         layer_norm, cleanup],
+         layer_norm, cleanup, window_groups],
         constraints=[
             ("windows", "layout", "layout's view rules and attention's head analysis see rank-≤4 chains"),
             ("layout", "attention", "attention lowers heads of the channel axis of (B, C, 1, S) projections"),
             ("attention", "batched_heads", "batched_heads reads the heads of the attentions attention left batched"),
+            ("attention", "window_groups", "window_groups regroups the per-head einsums attention emits"),
+            ("cleanup", "window_groups", "window_groups reads the window movements as cleanup leaves them folded"),
             ("attention", "softmax", "softmax chunks the per-head attention that attention emits"),
             ("layout", "layer_norm", "layer_norm rewrites norms whose input layout already moved to channels-first"),
             ("rms_norm", "layout", "layout propagates the conversions rms_norm wraps each norm in"),
@@ -40,4 +44,4 @@ def default_pipeline(max_queries_per_chunk: int = 512, max_chunk_bytes: int = 1 
     )
 
 
-__all__ = ["declined_attentions", "mark_kept", "merge_reasons", "unlowered_regions", "attention", "batched_heads", "cleanup", "default_pipeline", "layer_norm", "layout", "make_softmax_pass", "rms_norm", "rotary", "softmax", "windows"]
+__all__ = ["declined_attentions", "mark_kept", "merge_reasons", "unlowered_regions", "attention", "batched_heads", "cleanup", "window_groups", "default_pipeline", "layer_norm", "layout", "make_softmax_pass", "rms_norm", "rotary", "softmax", "windows"]

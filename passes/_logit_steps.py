@@ -138,7 +138,7 @@ def _transposes_last_two(x: Node) -> bool:
     return is_op(x, aten.transpose) and sorted(d % r for d in x.args[1:3]) == [r - 2, r - 1]
 
 
-def _cosine_operands(q: Node, k_t: Node):
+def cosine_operands(q: Node, k_t: Node):
     """q and kᵀ of cosine attention: L2-normalised heads → the heads, their eps (None when the
     operand is not normalised), and k itself (kᵀ unwrapped) when k is."""
     q_found = _l2_normalized(q)
@@ -193,7 +193,7 @@ def _match(node: Node) -> MatchResult:
         return MatchResult.fail(f"a masked fill before the last steps of {weights.name}'s logits")
     scale, middle, tail = split_steps
     q, k_t, scale = product_operands(qk, scale)
-    q, k_t, q_eps, k_eps = _cosine_operands(q, k_t)
+    q, k_t, q_eps, k_eps = cosine_operands(q, k_t)
     if (q_eps is not None or k_eps is not None) and len(shape(q)) != 4:
         return MatchResult.fail("cosine attention on (B·H, S, d) operands is not lowered")
     for split in head_splits(q, shape(weights)):

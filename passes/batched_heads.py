@@ -7,6 +7,7 @@ for heads at steps of t ≥ d channels (t = d where they tile; a fused projectio
 the heads' q, k and v, as LeViT's does).
 
     matmul([c ·] heads(q_BC1Q), heads(k_BC1K)ᵀ) → [c ·] matmul(transpose(q_BHdQ), k_BHdK)  (B, H, Q, K)
+        (q and k L2-normalised over their d channels — cosine attention — are normalised over axis 2)
     matmul(w_BHQK, heads(v_BC1K))         → transpose(matmul(v_BHdK, transpose(w_BHQK)))  (B, H, Q, d)
     sdpa(heads(q), heads(k), heads(v), mask, scale)
         → the two products above, with the scale on the logits, an additive (floating) mask
@@ -36,6 +37,7 @@ from ane_rewrite.rewrite.graph import arg, aten, is_op, rank, shape, val
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._heads import Heads, head_channels, head_step, unread_as_they_lie
+from ._logit_steps import cosine_operands
 from ._per_head import batch_first
 from .cleanup import CANONICAL_RULES
 
@@ -64,8 +66,17 @@ def _swap_last(rw, x: Node) -> Node:
     return rw.call(aten.permute.default, x, [0, 1, 3, 2])
 
 
-def _logits(rw, hq: Heads, hk: Heads) -> Node:
-    return rw.call(aten.matmul.default, _swap_last(rw, _heads_as_they_lie(rw, hq)), _heads_as_they_lie(rw, hk))
+def _l2(rw, x_BHdS: Node, eps: float | None) -> Node:
+    """F.normalize of each head's d channels (axis 2), as cosine attention has it."""
+    if eps is None:
+        return x_BHdS
+    total = rw.call(aten.sum.dim_IntList, rw.call(aten.mul.Tensor, x_BHdS, x_BHdS), [2], True)
+    return rw.call(aten.div.Tensor, x_BHdS, rw.call(aten.clamp.default, rw.call(aten.sqrt.default, total), eps))
+
+
+def _logits(rw, hq: Heads, hk: Heads, q_eps: float | None = None, k_eps: float | None = None) -> Node:
+    q_BHdQ, k_BHdK = _l2(rw, _heads_as_they_lie(rw, hq), q_eps), _l2(rw, _heads_as_they_lie(rw, hk), k_eps)
+    return rw.call(aten.matmul.default, _swap_last(rw, q_BHdQ), k_BHdK)
 
 
 def _values(rw, weights: Node, hv: Heads) -> Node:
@@ -100,16 +111,18 @@ def _match_logits(node: Node) -> MatchResult:
     if _own(node) or rank(node.args[0]) != 4 or rank(node.args[1]) != 4:
         return MatchResult.skip()
     (x, cx), (y, cy) = _scaled(node.args[0]), _scaled(node.args[1])
-    hq, hk = head_channels(x), head_channels(y, tail=_transposed)
+    x, y, q_eps, k_eps = cosine_operands(x, y)  # L2-normalised heads (Swin v2): normalised as they lie
+    hq = head_channels(x)
+    hk = head_channels(y) if k_eps is not None else head_channels(y, tail=_transposed)
     if hq is None or hk is None:
         return MatchResult.skip()
     if (reason := unread_as_they_lie(hq) or unread_as_they_lie(hk)) or not _batches_match(hq, hk) or len(hq.bases) != len(hk.bases):
         return MatchResult.fail(reason or "q and k have different batches or head counts")
-    return MatchResult.ok(hq=hq, hk=hk, scale=cx * cy)
+    return MatchResult.ok(hq=hq, hk=hk, scale=cx * cy, q_eps=q_eps, k_eps=k_eps)
 
 
 def _rewrite_logits(rw, node: Node, m: dict) -> Node:
-    logits = _logits(rw, m["hq"], m["hk"])
+    logits = _logits(rw, m["hq"], m["hk"], m["q_eps"], m["k_eps"])
     return logits if m["scale"] == 1.0 else rw.call(aten.mul.Tensor, logits, m["scale"])
 
 
