@@ -104,3 +104,17 @@ def test_grouped_query_heads_are_declined_with_the_reason():
     reasons = [d.reason for r in fast.ane_report.results if r.name == "batched_heads" for d in r.declined]
     assert any("equal steps" in why for why in reasons), reasons
     assert ane_rewrite.verify(module, fast, example, draws=2).ok
+
+
+def test_cosine_attention_left_batched_normalises_its_heads_as_they_lie():
+    """Swin v2's scaled cosine attention: F.normalize of q and k over each head's channels,
+    a learned per-head logit scale and a bias table, kept batched — the norms over axis 2."""
+    from tests.passes.test_logit_steps import B as B2, C as C2, S as S2, Steps
+
+    module, example = Steps("cosine").eval(), (torch.randn(B2, S2, C2),)
+    fast = ane_rewrite.optimize(module, example)
+    counts = fast.ane_report.counts()["batched_heads"]
+    assert counts.get("batched_logits") == 1 and counts.get("batched_values") == 1, counts
+    assert count(fast, "linalg_vector_norm") == 0 and count(fast, "linear") == 0
+    verdict = ane_rewrite.verify(module, fast, example, draws=2)
+    assert verdict.ok and verdict.psnr >= 60, verdict
