@@ -200,29 +200,32 @@ def _groups(outer: tuple, inner: tuple) -> list[list[int]] | None:
 
 
 def _match_regrouped_add(node: Node) -> MatchResult:
-    inner_add = node.args[0]
-    if not (is_op(inner_add, aten.add.Tensor) and len(readers(inner_add)) == 1 and not inner_add.kwargs):
+    """view(view(x, s) + m₁ [+ m₂ …], shape(x)): masks added in a regrouped view (Swin's shift
+    mask; Hugging Face's Swin v2 adds it twice)."""
+    masks, inner = [], node.args[0]
+    while is_op(inner, aten.add.Tensor) and len(readers(inner)) == 1 and not inner.kwargs:
+        split, mask = inner.args
+        if not isinstance(mask, Node) or shape(mask) is None:
+            return MatchResult.skip()
+        masks.append(mask)
+        inner = split
+    if not masks or not is_op(inner, *VIEWS):
         return MatchResult.skip()
-    split, mask = inner_add.args
-    if not (is_op(split, *VIEWS) and isinstance(mask, Node)):
-        return MatchResult.skip()
-    x = split.args[0]
-    if shape(node) != shape(x) or shape(mask) is None or len(shape(mask)) > len(shape(split)):
+    split, x = inner, inner.args[0]
+    if shape(node) != shape(x) or any(len(shape(m)) > len(shape(split)) for m in masks):
         return MatchResult.skip()
     groups = _groups(shape(x), shape(split))
     if groups is None:
         return MatchResult.skip()
-    return MatchResult.ok(x=x, mask=mask, split_shape=shape(split), groups=groups)
+    return MatchResult.ok(x=x, masks=masks[::-1], split_shape=shape(split), groups=groups)
 
 
-def _rewrite_regrouped_add(rw, node: Node, m: dict) -> Node:
-    full = list(m["split_shape"])
-    mask = m["mask"]
+def _regrouped(rw, mask: Node, full: list[int], groups) -> Node:
     padded = [1] * (len(full) - len(shape(mask))) + list(shape(mask))
     if len(padded) != len(shape(mask)):
         mask = rw.call(aten.reshape.default, mask, padded)
     expanded, target = list(padded), []
-    for group in m["groups"]:
+    for group in groups:
         kept = [a for a in group if padded[a] != 1]
         if kept:  # the group merges into one axis: broadcast inside it must become real
             for a in group:
@@ -232,13 +235,19 @@ def _rewrite_regrouped_add(rw, node: Node, m: dict) -> Node:
             target.append(1)
     if expanded != padded:
         mask = rw.call(aten.expand.default, mask, expanded)
-    mask = rw.call(aten.reshape.default, mask, target)
-    return rw.call(aten.add.Tensor, m["x"], mask)
+    return rw.call(aten.reshape.default, mask, target)
+
+
+def _rewrite_regrouped_add(rw, node: Node, m: dict) -> Node:
+    out = m["x"]
+    for mask in m["masks"]:
+        out = rw.call(aten.add.Tensor, out, _regrouped(rw, mask, list(m["split_shape"]), m["groups"]))
+    return out
 
 
 regrouped_mask_add = Rule(
     "regrouped_mask_add", VIEWS, _match_regrouped_add, _rewrite_regrouped_add,
-    "view(view(x, s) + m, shape(x)) → x + reshape(expand(m), shape(x)-broadcastable)")
+    "view(view(x, s) + m₁ [+ m₂ …], shape(x)) → x + reshape(expand(m₁), shape(x)-broadcastable) [+ …]")
 
 eager_to_sdpa = Rule("eager_to_sdpa", (aten.matmul, aten.bmm), _match_eager, _rewrite_eager,
                      "matmul(softmax([mask +] [c ·] matmul(q, kᵀ)), v) → sdpa(q, k, v, mask, scale=c)")

@@ -40,8 +40,14 @@ FAMILIES = {
     # shifted windows; one block a stage
     "swinv2-cosine": ("timm", dict(model_name="swinv2_tiny_window8_256", img_size=128, depths=(1, 1, 1, 1),
                                    embed_dim=48, num_heads=(2, 4, 8, 16)), None, 4),
+    # Hugging Face's window transformers: their own partition, a shift mask added in a regrouped
+    # view of the logits (Swin v2 adds it twice), cosine attention and a bias MLP in v2
+    "hf-swin-shifted": ("SwinModel", dict(image_size=64, patch_size=4, embed_dim=32, depths=[2, 2],
+                                          num_heads=[2, 4], window_size=4), "eager", 4),
+    "hf-swinv2-shifted": ("Swinv2Model", dict(image_size=64, patch_size=4, embed_dim=32, depths=[2, 2],
+                                              num_heads=[2, 4], window_size=4), "eager", 4),
 }
-SOFTMAXES = {"levit-bias-table": 82, "swinv2-cosine": 30}  # per-head softmaxes; the others have HEADS per attention
+SOFTMAXES = {"levit-bias-table": 82, "swinv2-cosine": 30, "hf-swin-shifted": 12, "hf-swinv2-shifted": 12}  # per-head softmaxes; the others have HEADS per attention
 
 
 def example(name: str, model):

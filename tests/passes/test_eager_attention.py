@@ -9,6 +9,7 @@ from ane_rewrite.passes._eager_attention import _groups, eager_to_sdpa, regroupe
 from ane_rewrite.passes.layout import layout
 from ane_rewrite.rewrite.rules import Pass
 from tests import zoo
+from ane_rewrite.rewrite.graph import depends_on
 from tests.helpers import captured, count, outputs
 
 CANONICALISE = Pass("canonicalise", [regrouped_mask_add, eager_to_sdpa])
@@ -55,3 +56,24 @@ def test_a_softmax_not_over_a_product_is_declined_with_its_reason():
 ])
 def test_regrouping_of_axes(outer, inner, groups):
     assert _groups(outer, inner) == groups
+
+
+@pytest.mark.parametrize("adds", [1, 2])
+def test_masks_added_in_a_regrouped_view_become_adds_of_the_logits(adds):
+    """Swin adds its shift mask in a (B, nW, H, N, N) view of the (B·nW, H, N, N) logits;
+    Hugging Face's Swin v2 adds it twice: each add becomes one of the logits themselves."""
+    class Regrouped(torch.nn.Module):
+        def forward(self, logits, mask):
+            x = logits.view(2, 4, 3, 5, 5)
+            for _ in range(adds):
+                x = x + mask.unsqueeze(1).unsqueeze(0)
+            return x.view(8, 3, 5, 5).softmax(-1)
+
+    example = (torch.randn(8, 3, 5, 5), torch.randn(4, 5, 5))
+    gm = captured(Regrouped(), example)
+    assert CANONICALISE(gm).counts == {"regrouped_mask_add": 1}
+    logits = next(n for n in gm.graph.nodes if n.op == "placeholder")
+    rank5 = [n for n in gm.graph.nodes if isinstance(n.meta.get("val"), torch.Tensor) and n.meta["val"].dim() > 4]
+    assert not any(depends_on(n, {logits}) for n in rank5)  # only the mask's own regrouping (a constant in Swin)
+    with torch.no_grad():
+        torch.testing.assert_close(outputs(gm, example), Regrouped()(*example))
