@@ -6,8 +6,9 @@
 
 The permutation is built by insertion: each step moves the next axis of the target order in
 front of the axes it must pass (a block swap of X and Y between a fixed prefix and suffix), so
-every step is a rank-≤4 transpose, and axes that move together stay merged: Swin's window
-partition and reverse take one step, MaxViT's grid partition two. Generic over the chain: no
+every step is a rank-≤4 transpose; axes of size 1 are left out and axes that move together are
+merged first (``_movement.merged``): Swin's window partition and reverse take one step, MaxViT's
+grid partition two, a fused qkv split (B, S, 3, H, d) → (3, B, H, d, S) at batch 1 one. Generic over the chain: no
 window size, layout or model is assumed. With cleanup's rules in the same fixpoint, the rank-6
 views around the permute fold into the new reshapes and a ``clone`` (a contiguity copy, no
 change of value) between them is dropped, so no rank > 4 tensor is left on the chain.
@@ -27,15 +28,22 @@ from ane_rewrite.rewrite.graph import aten, shape
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._layouts import normalize_dims_ordered
-from ._movement import block_swaps, emit_block_swaps
+from ._movement import block_swaps, emit_block_swaps, merged
 from .cleanup import CANONICAL_RULES, drop_clone
+
+def _without_unit_axes(sizes: list[int], perm: list[int]) -> tuple[list[int], list[int]]:
+    """The same movement with the axes of size 1 left out (they move no data)."""
+    kept = [a for a in range(len(sizes)) if sizes[a] != 1]
+    return [sizes[a] for a in kept], [kept.index(a) for a in perm if sizes[a] != 1]
+
 
 def _match(node: Node) -> MatchResult:
     out_shape = shape(node)
     if out_shape is None or len(out_shape) <= NATIVE_RANK:
         return MatchResult.skip()
     perm = normalize_dims_ordered(node.args[1], len(out_shape))
-    return MatchResult.ok(x=node.args[0], steps=block_swaps(list(shape(node.args[0])), perm))
+    sizes, perm = merged(*_without_unit_axes(list(shape(node.args[0])), perm))
+    return MatchResult.ok(x=node.args[0], steps=block_swaps(sizes, perm))
 
 
 def _rewrite(rw, node: Node, m: dict) -> Node:

@@ -8,6 +8,7 @@ from hypothesis import given, settings, strategies as st
 from torch import nn
 
 from ane_rewrite.passes.windows import block_swaps, windows
+from ane_rewrite.rewrite.graph import shape as shape_of
 from tests.helpers import captured, outputs
 
 
@@ -130,4 +131,21 @@ def test_roll_of_the_flattened_tensor_is_declined_with_reason():
     gm = captured(module, example)
     result = windows(gm)
     assert any("flattened" in d.reason for d in result.declined)
+    assert torch.equal(outputs(gm, example), module(*example))
+
+
+def test_a_fused_qkv_split_at_batch_1_takes_one_step():
+    """(B, S, 3, H, d) → (3, B, H, d, S) (XCiT's q, k, v with the tokens last): at batch 1 the
+    unit axis moves nothing and (3, H, d) stays together, so one (S, 3·H·d) transpose does it
+    where inserting axis by axis took three."""
+    class Split(nn.Module):
+        def forward(self, x):
+            return x.reshape(1, 10, 3, 2, 4).permute(2, 0, 3, 4, 1)
+
+    module, example = Split().eval(), (torch.randn(1, 10, 24),)
+    gm = captured(module, example)
+    result = windows(gm)
+    permutes = [n for n in gm.graph.nodes if n.target == torch.ops.aten.permute.default]
+    assert result.counts["low_rank_permute"] == 1 and len(permutes) == 1
+    assert shape_of(permutes[0]) == (240 // 10, 10)  # the (3·H·d, S) transpose
     assert torch.equal(outputs(gm, example), module(*example))
