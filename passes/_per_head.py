@@ -44,7 +44,7 @@ def batch_first(rw, heads) -> Node:
     return heads.source
 
 
-def _l2(rw, x: Node, axis: int, eps: float) -> Node:
+def l2_normalize(rw, x: Node, axis: int, eps: float) -> Node:
     """x / clamp(‖x‖₂ over ``axis``, min=eps): F.normalize of one head's piece."""
     total = rw.call(aten.sum.dim_IntList, rw.call(aten.mul.Tensor, x, x), [axis], True)
     return rw.call(aten.div.Tensor, x, rw.call(aten.clamp.default, rw.call(aten.sqrt.default, total), eps))
@@ -64,10 +64,10 @@ def lower_per_head(rw, heads: dict, scale: float, plan: MaskPlan | None,
     qs = pieces(rw, q_BC1Q, hq.bases, hq.dim, 1)
     ks = pieces(rw, k_BK1C, hk.bases, hk.dim, 3)
     if q_eps is not None:
-        qs = [_l2(rw, q_h, 1, q_eps) for q_h in qs]
+        qs = [l2_normalize(rw, q_h, 1, q_eps) for q_h in qs]
         qs = qs if scale == 1.0 else [rw.call(aten.mul.Tensor, q_h, scale) for q_h in qs]
     if k_eps is not None:
-        ks = [_l2(rw, k_h, 3, k_eps) for k_h in ks]
+        ks = [l2_normalize(rw, k_h, 3, k_eps) for k_h in ks]
     vs = pieces(rw, v_BC1K, hv.bases, hv.dim, 1)
     shared = plan is not None and len(plan.adds) == 1
     outs = []

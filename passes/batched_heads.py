@@ -38,7 +38,7 @@ from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._heads import Heads, head_channels, head_step, unread_as_they_lie
 from ._logit_steps import cosine_operands
-from ._per_head import batch_first
+from ._per_head import batch_first, l2_normalize
 from .cleanup import CANONICAL_RULES
 
 
@@ -68,10 +68,7 @@ def _swap_last(rw, x: Node) -> Node:
 
 def _l2(rw, x_BHdS: Node, eps: float | None) -> Node:
     """F.normalize of each head's d channels (axis 2), as cosine attention has it."""
-    if eps is None:
-        return x_BHdS
-    total = rw.call(aten.sum.dim_IntList, rw.call(aten.mul.Tensor, x_BHdS, x_BHdS), [2], True)
-    return rw.call(aten.div.Tensor, x_BHdS, rw.call(aten.clamp.default, rw.call(aten.sqrt.default, total), eps))
+    return x_BHdS if eps is None else l2_normalize(rw, x_BHdS, 2, eps)
 
 
 def _logits(rw, hq: Heads, hk: Heads, q_eps: float | None = None, k_eps: float | None = None) -> Node:

@@ -14,10 +14,11 @@ splits and concats over the channels or the tokens, and the per-head transpose o
 (``[0, 3, 2, 1]``). Every one of them treats axes 0 and 2 alike, so f is the same graph on the
 regrouped tensor; a per-window constant (Swin's shift mask, (N, K, 1, Q)) is regrouped with it,
 a shared one ((1, K, 1, Q)) broadcasts. The new movements are rank-≤4 block swaps of the map
-(``_movement``; a reverse into a channels-last map goes to its channels-first form and a
-``from``, which the layout then moves on: a post-norm block's norm runs over the channels): a partition of (B, C, H, W) into (B, C, G, S) keeps each window row in place,
+(``_movement``): a partition of (B, C, H, W) into (B, C, G, S) keeps each window row in place,
 one swap, where the windows on the batch axis needed two (or a channels-last detour of
-three). The region is rewritten only when its movements need fewer transposes than before.
+three). A reverse into a channels-last map goes to its channels-first form and a ``from``,
+which the layout then moves on: a post-norm block's norm runs over the channels. The region
+is rewritten only when its movements need fewer transposes than before.
 
 A region with an op outside that set, a reshape inside it, a value read outside it, or a
 constant with another leading size is left as it is.
@@ -47,7 +48,6 @@ from ._layouts import emit_from
 from ._propagation import PROPAGATION_RULES
 from .layer_norm import channel_layer_norm, converted_layer_norm
 from ._movement import block_swaps, emit_block_swaps, factorize, merged
-from .cleanup import CANONICAL_RULES
 
 MAX_REGION = 400
 MAX_INDEX = 1 << 24
@@ -233,5 +233,5 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
 window_groups = Pass("window_groups", [Rule("windows_on_axis_2", MOVES, _match, _rewrite,
                                             "moves_out(f(moves_in(Y))) → moves'_out(f(moves'_in(Y))) with "
                                             "the windows on axis 2: (N, C, 1, S) → (B, C, G, S)"),
-                                       channel_layer_norm, converted_layer_norm, *PROPAGATION_RULES,
-                                       *CANONICAL_RULES], __doc__)
+                                       channel_layer_norm, converted_layer_norm, *PROPAGATION_RULES],
+                     __doc__)  # PROPAGATION_RULES end in cleanup's canonical rules
