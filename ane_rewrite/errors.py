@@ -27,3 +27,7 @@ class ExportError(AneRewriteError):
 
 class SourceError(AneRewriteError, ValueError):
     """A model source string (hf:..., timm:..., module:factory) cannot be resolved."""
+
+
+class ExecutionError(AneRewriteError):
+    """A saved ML Program cannot be executed: an op the interpreter lacks, bad inputs, an op that fails."""
