@@ -4,12 +4,15 @@
     verify(reference, candidate, example_inputs) → EquivalenceReport
     export(model, example_inputs, path) → coremltools MLModel, saved as .mlpackage
     analyze(mlmodel or path) → Analysis: findings by ANE placement rule, metrics, estimates
+    execute(mlmodel or path, inputs, precision="fp16") → {output name: array}: the saved ML
+        Program run on this machine (ane_rewrite.runtime); verify(reference, path, inputs) checks it
+    fp16_hazards(mlmodel or path, inputs) → HazardReport: ops that overflow, underflow or turn NaN in fp16
 """
 from ._source_tree import map_passes as _map_passes
 
 _map_passes()  # ane_rewrite.passes in a source checkout (an install has it as a subpackage)
 
-from .errors import (AneRewriteError, CaptureError, ExportError, InputError, LintError,
+from .errors import (AneRewriteError, CaptureError, ExecutionError, ExportError, InputError, LintError,
                      RewriteError, SourceError)
 from .optimize import optimize
 from .equivalence import EquivalenceReport, verify
@@ -29,5 +32,20 @@ def analyze(model, profiles=None):
     return _analyze(model, profiles)
 
 
-__all__ = ["optimize", "verify", "export", "analyze", "EquivalenceReport", "AneRewriteError", "CaptureError",
-           "ExportError", "InputError", "LintError", "RewriteError", "SourceError"]
+def execute(model, inputs, precision: str = "fp16"):
+    """Outputs of a saved ML Program executed here (see ``ane_rewrite.runtime``)."""
+    from .runtime import execute as _execute
+
+    return _execute(model, inputs, precision)
+
+
+def fp16_hazards(model, inputs):
+    """fp16 overflow, underflow and NaN of a saved ML Program (see ``ane_rewrite.runtime.hazards``)."""
+    from .runtime.hazards import fp16_hazards as _hazards
+
+    return _hazards(model, inputs)
+
+
+__all__ = ["optimize", "verify", "export", "analyze", "execute", "fp16_hazards", "EquivalenceReport",
+           "AneRewriteError", "CaptureError", "ExecutionError", "ExportError", "InputError", "LintError",
+           "RewriteError", "SourceError"]

@@ -103,10 +103,14 @@ def _register() -> None:
 
 
 def pipeline():
-    """coremltools' default pass pipeline with this pass right before its own norm fusion."""
+    """coremltools' default pass pipeline with this pass right before its own norm fusion, and
+    ``norm_affine``'s after its elementwise-to-batch_norm fusion."""
     import coremltools as ct
+
+    from . import norm_affine
 
     _register()
     pipe = ct.PassPipeline.DEFAULT
     pipe.insert_pass(pipe.passes.index("common::fuse_layernorm_or_instancenorm"), NAME)
+    norm_affine.insert(pipe)
     return pipe

@@ -49,6 +49,9 @@ class EquivalenceReport:
     draws: int = 0
     problems: list[str] = field(default_factory=list)
     divergence: str | None = None
+    psnr_bar: float = PSNR_BAR
+    rel_bar: float | None = REL_BAR  # None: not barred (an fp16-weight artefact)
+    precision: str | None = None     # "fp32" / "fp16" when the candidate is an executed export
 
     @property
     def psnr(self) -> float:
@@ -64,10 +67,12 @@ class EquivalenceReport:
 
     @property
     def ok(self) -> bool:
-        return bool(self.outputs) and not self.problems and self.psnr >= PSNR_BAR and self.max_rel <= REL_BAR
+        return (bool(self.outputs) and not self.problems and self.psnr >= self.psnr_bar
+                and (self.rel_bar is None or self.max_rel <= self.rel_bar))
 
     def __str__(self) -> str:
-        head = (f"{'equivalent' if self.ok else 'NOT equivalent'} over {self.draws} draws: "
+        what = f"executed {self.precision} export " if self.precision else ""
+        head = (f"{what}{'equivalent' if self.ok else 'NOT equivalent'} over {self.draws} draws: "
                 f"PSNR {self.psnr:.1f} dB, max rel err {self.max_rel:.3g}")
         lines = [head] + [f"  {o}" for o in self.outputs] + [f"  problem: {p}" for p in self.problems]
         if self.divergence:
@@ -84,6 +89,8 @@ def _errors(ref: torch.Tensor, cand: torch.Tensor) -> tuple[float, float, float]
         return math.nan, math.inf, -math.inf
     rms = diff.pow(2).mean().sqrt().item() if diff.numel() else 0.0
     max_rel = max_abs / peak if peak > 0 else (0.0 if max_abs == 0 else math.inf)
+    if not math.isfinite(rms):
+        return max_abs, max_rel, -math.inf
     psnr = math.inf if rms == 0 else (20 * math.log10(peak / rms) if peak > 0 else -math.inf)
     return max_abs, max_rel, psnr
 
@@ -93,9 +100,19 @@ def _leaves(out) -> dict[str, torch.Tensor]:
     return {pytree.keystr(path) or "output": leaf for path, leaf in flat if isinstance(leaf, torch.Tensor)}
 
 
-def verify(reference: torch.nn.Module, candidate: torch.nn.Module, example_inputs: Any,
-           draws: int = 3) -> EquivalenceReport:
-    """Compare ``candidate`` with ``reference`` on the example inputs and random draws."""
+def verify(reference: torch.nn.Module, candidate, example_inputs: Any, draws: int | None = None, *,
+           precision: str = "fp32", source: torch.nn.Module | None = None) -> EquivalenceReport:
+    """Compare ``candidate`` with ``reference`` on the example inputs and random draws.
+
+    ``candidate`` is a module, or an exported model (a .mlpackage path, an ``MLModel``, a
+    ``runtime.Executable``): then it is executed in ``precision`` and ``source`` may name the
+    graph it was exported from (see ``equivalence/artefact.py``). ``draws``: 3 for modules; for
+    an export, enough to pool 64 values per output (``artefact.auto_draws``)."""
+    from .artefact import is_exported, verify_exported
+
+    if is_exported(candidate):
+        return verify_exported(reference, candidate, example_inputs, draws, precision, source)
+    draws = 3 if draws is None else draws
     split_inputs(example_inputs)
     if draws < 1:
         raise InputError("draws must be at least 1")
