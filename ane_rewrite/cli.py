@@ -1,13 +1,15 @@
 """ane-rewrite: the command line.
 
-    ane-rewrite optimize [SOURCE] [--seq-len N] [--batch B] [--out DIR]
+    ane-rewrite optimize [SOURCE] [--seq-len N] [--batch B] [--out DIR] [--no-verify]
     ane-rewrite analyze PATH [--json] [--chip NAME ...]
 
 SOURCE is ``hf:<local dir | class name | model type>``, ``timm:<model name>`` or
 ``<python.module>:<factory>``; without it, DistilBERT with an SST-2 head from its default config
 (Apple's case study). The command optimizes, verifies, exports baseline and rewritten models,
+executes both saved packages (``ane_rewrite.runtime``, fp32 and fp16) against the PyTorch model,
 and prints them side by side with their ANE analysis. Exit status 1 when the rewrite is not
-equivalent. ``analyze`` reads a saved .mlpackage: findings by ANE placement rule, metrics,
+equivalent, when the rewritten package in fp32 is below its bar (60 dB), or when its fp16 PSNR
+is more than 1 dB below the baseline package's; ``--no-verify`` skips executing the packages. ``analyze`` reads a saved .mlpackage: findings by ANE placement rule, metrics,
 and estimates (analytic, not measured) per chip profile; ``--json`` prints one JSON object.
 """
 from __future__ import annotations
@@ -44,7 +46,7 @@ def run_optimize(args) -> int:
     source = args.source or models.DEFAULT_SOURCE
     out_dir = Path(args.out or Path("ane_rewrite_out") / _slug(source))
     out_dir.mkdir(parents=True, exist_ok=True)
-    n = 5
+    n = 5 if args.no_verify else 6
     t = _step(1, n, f"loading {source}")
     model = models.load(source)
     example = models.example_inputs(model, seq_len=args.seq_len, batch=args.batch)
@@ -59,6 +61,11 @@ def run_optimize(args) -> int:
     t = _step(5, n, "exporting the rewritten model with coremltools")
     new_ml = export(rewritten, example, out_dir / "rewritten.mlpackage", progress=False)
     t_new = time.perf_counter() - t
+
+    artefacts = None
+    if not args.no_verify:
+        _step(6, n, "executing both packages in fp32 and fp16 (ane_rewrite.runtime)")
+        artefacts = _verify_packages(model, rewritten, example, out_dir)
 
     base, new = mil.summary(mil.program_ops(base_ml)), mil.summary(mil.program_ops(new_ml))
     base_an, new_an = analyze(base_ml), analyze(new_ml)
@@ -90,9 +97,55 @@ def run_optimize(args) -> int:
     print()
     print(_table(rows))
     print("\n" + _analysis_table(base_an, new_an))
+    shipped_ok = True
+    if artefacts is not None:
+        print("\n" + _artefact_table(artefacts))
+        shipped_ok = _shipped_ok(artefacts)
     print(f"\nsaved {out_dir / 'baseline.mlpackage'} and {out_dir / 'rewritten.mlpackage'}"
           f"\n(details: ane-rewrite analyze {out_dir / 'rewritten.mlpackage'})")
-    return 0 if report.ok else 1
+    return 0 if report.ok and shipped_ok else 1
+
+
+FP16_MARGIN_DB = 1.0
+
+
+def _verify_packages(model, rewritten, example, out_dir: Path) -> dict:
+    """Both saved packages executed in fp32 and fp16 against the PyTorch model, and their fp16 hazards."""
+    from .equivalence.artefact import verify_packages
+    from .runtime import load
+    from .runtime.hazards import fp16_hazards
+
+    exes = {side: load(out_dir / f"{side}.mlpackage") for side in ("baseline", "rewritten")}
+    results = verify_packages(model, {"baseline": (exes["baseline"], None), "rewritten": (exes["rewritten"], rewritten)},
+                              example)
+    for side, exe in exes.items():
+        results[side]["hazards"] = fp16_hazards(exe, example)
+    return results
+
+
+def _shipped_ok(artefacts: dict) -> bool:
+    new, base = artefacts["rewritten"], artefacts["baseline"]
+    return new["fp32"].ok and new["fp16"].psnr >= base["fp16"].psnr - FP16_MARGIN_DB
+
+
+def _artefact_table(artefacts: dict) -> str:
+    base, new = artefacts["baseline"], artefacts["rewritten"]
+    rows = [(f"saved packages, executed ({new['fp32'].draws} draws)", "baseline", "rewritten")]
+    for prec in ("fp32", "fp16"):
+        rows.append((f"{prec} PSNR vs PyTorch (dB)", f"{base[prec].psnr:.1f}", f"{new[prec].psnr:.1f}"))
+    rows.append(("fp16 hazards (origins)", str(len(base["hazards"].origins)), str(len(new["hazards"].origins))))
+    lines = [_table(rows)]
+    verdict = "ok" if _shipped_ok(artefacts) else "NOT OK"
+    lines.append(f"  rewritten package: fp32 {'meets' if new['fp32'].ok else 'misses'} its {new['fp32'].psnr_bar:.0f} dB "
+                 f"bar; fp16 {new['fp16'].psnr - base['fp16'].psnr:+.1f} dB against the baseline's "
+                 f"(allowed −{FP16_MARGIN_DB:.0f}): {verdict}")
+    for side, res in (("baseline", base), ("rewritten", new)):
+        for prec in ("fp32", "fp16"):
+            if res[prec].divergence:
+                lines.append(f"  {side} {prec} first diverging op: {res[prec].divergence}")
+        for hazard in res["hazards"].origins[:3]:
+            lines.append(f"  {side} {hazard}")
+    return "\n".join(lines)
 
 
 def _analysis_table(base, new) -> str:
@@ -136,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     opt.add_argument("--seq-len", type=int, default=128, help="sequence length for text models (128)")
     opt.add_argument("--batch", type=int, default=1, help="batch size (1)")
     opt.add_argument("--out", help="output directory (ane_rewrite_out/<source>)")
+    opt.add_argument("--no-verify", action="store_true", help="do not execute the saved packages (fp32, fp16)")
     ana = sub.add_parser("analyze", help="static ANE readiness report of a saved Core ML model")
     ana.add_argument("path", help="a .mlpackage (ML Program)")
     ana.add_argument("--json", action="store_true", help="print one JSON object (findings, metrics, estimates)")

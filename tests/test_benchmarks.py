@@ -23,10 +23,12 @@ def test_zoo_benchmark_on_two_models_writes_json_table_and_plots(tmp_path):
         for side in ("baseline", "rewritten"):
             assert r[side]["cpu_ms"] > 0 and r[side]["ops"] > 0
             assert r[side]["estimates"]["A15"]["latency_ms"] > 0
+            assert r[side]["executed"]["fp32"] >= 60 and r[side]["executed"]["fp16"] >= 40
+        assert r["rewritten"]["executed"]["fp16"] >= r["baseline"]["executed"]["fp16"] - 1.0
         assert r["rewritten"]["linear"] == 0 < r["baseline"]["linear"]
     bert = rows[0]
     assert bert["attention_lowered"] == 4 and bert["baseline"]["findings"]["batched_attention"] == 8
     table = (tmp_path / "results.md").read_text()
-    assert "**Headline**" in table and "| bert-mini | transformers |" in table
+    assert "**Headline**" in table and "| bert-mini | transformers |" in table and "**Executed packages**" in table
     for png in ("ane_latency_estimate.png", "cpu_latency.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

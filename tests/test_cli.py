@@ -18,7 +18,7 @@ def test_optimize_prints_the_side_by_side_table(tmp_path, capsys):
     code = main(["optimize", "tests.zoo:tiny_distilbert_model", "--seq-len", "16", "--out", str(tmp_path)])
     out, err = capsys.readouterr()
     assert code == 0, out + err
-    assert "[5/5] exporting the rewritten model" in err
+    assert "[5/6] exporting the rewritten model" in err and "[6/6] executing both packages" in err
     assert re.search(r"layout: .*linear_to_conv 14", out)
     assert re.search(r"equivalence\s+PSNR \d+\.\d dB, max rel err \S+ over 3 draws: ok", out)
     assert _row(out, "linear") == ("14", "0")
@@ -29,6 +29,18 @@ def test_optimize_prints_the_side_by_side_table(tmp_path, capsys):
     for label in ("transpose", "reshape/expand/squeeze", "gather/gather_nd", "time: export (s)"):
         _row(out, label)
     assert (tmp_path / "baseline.mlpackage").is_dir() and (tmp_path / "rewritten.mlpackage").is_dir()
+    base32, new32 = (float(v) for v in _row(out, "fp32 PSNR vs PyTorch (dB)"))
+    base16, new16 = (float(v) for v in _row(out, "fp16 PSNR vs PyTorch (dB)"))
+    assert min(base32, new32) >= 60 and new16 >= base16 - 1.0 and min(base16, new16) >= 40
+    assert _row(out, "fp16 hazards (origins)") == ("0", "0")
+    assert re.search(r"rewritten package: fp32 meets its 60 dB bar; fp16 [+-]\d+\.\d dB .*: ok", out)
+
+
+def test_no_verify_skips_executing_the_packages(tmp_path, capsys):
+    code = main(["optimize", "tests.zoo:tiny_distilbert_model", "--seq-len", "16", "--out", str(tmp_path), "--no-verify"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "[5/5] exporting the rewritten model" in err and "executing" not in err
+    assert "fp32 PSNR" not in out
 
 
 def test_bad_source_exits_2_with_the_cause(capsys):
@@ -53,6 +65,9 @@ def test_readme_main_command_runs_on_the_default_model(tmp_path):
     assert _row(proc.stdout, "gather [off_ane]") == ("2", "1")  # the word-embedding lookup remains
     base_ms, new_ms = (float(v) for v in _row(proc.stdout, "est. latency A15 (ms)"))
     assert abs(base_ms - 9.89) < 0.5 and abs(new_ms - 3.48) < 0.2  # the calibration point
+    new32 = float(_row(proc.stdout, "fp32 PSNR vs PyTorch (dB)")[1])
+    base16, new16 = (float(v) for v in _row(proc.stdout, "fp16 PSNR vs PyTorch (dB)"))
+    assert new32 >= 60 and new16 >= base16 - 1.0, proc.stdout[-1500:]
     rewritten = tmp_path / "ane_rewrite_out" / "hf_DistilBertForSequenceClassification" / "rewritten.mlpackage"
     proc = subprocess.run(cmd + ["analyze", str(rewritten), "--json"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -83,23 +83,45 @@ def auto_draws(exe) -> int:
     return max(3, min(32, math.ceil(POOLED_VALUES / smallest)))
 
 
+def reference_outputs(reference: torch.nn.Module, example_inputs: Any, draws: int) -> list[tuple[Any, dict]]:
+    """(inputs, the reference's outputs) for each draw — computed once, shared by every check."""
+    options = models.call_options(reference, example_inputs)
+    out = []
+    for i in range(draws):
+        inputs = models.draw_inputs(example_inputs, i)
+        with torch.no_grad():
+            out.append((inputs, _leaves(call(reference, inputs, **options))))
+    return out
+
+
+def verify_packages(reference: torch.nn.Module, packages: dict[str, tuple[Any, torch.nn.Module | None]],
+                    example_inputs: Any, precisions=("fp32", "fp16"), draws: int | None = None) -> dict:
+    """``{name: {precision: report}}`` for packages given as ``{name: (exported, source graph)}``;
+    the reference runs once per draw for all of them."""
+    from ..runtime import load
+
+    exes = {name: (load(exported), source) for name, (exported, source) in packages.items()}
+    draws = max(auto_draws(e) for e, _ in exes.values()) if draws is None else draws
+    refs = reference_outputs(reference, example_inputs, draws)
+    return {name: {p: verify_exported(reference, exe, example_inputs, draws, p, source, refs) for p in precisions}
+            for name, (exe, source) in exes.items()}
+
+
 def verify_exported(reference: torch.nn.Module, exported, example_inputs: Any, draws: int | None = None,
-                    precision: str = "fp32", source: torch.nn.Module | None = None) -> EquivalenceReport:
+                    precision: str = "fp32", source: torch.nn.Module | None = None,
+                    references: list | None = None) -> EquivalenceReport:
     from ..runtime import load
 
     split_inputs(example_inputs)
     if precision not in BARS:
         raise ValueError(f"precision must be one of {sorted(BARS)}, not {precision!r}")
     exe = load(exported)
-    draws = auto_draws(exe) if draws is None else draws
+    draws = (auto_draws(exe) if references is None else len(references)) if draws is None else draws
     report = EquivalenceReport(draws=draws, psnr_bar=BARS[precision], rel_bar=None, precision=precision)
-    options = models.call_options(reference, example_inputs)
+    refs = references if references is not None else reference_outputs(reference, example_inputs, draws)
     pooled: dict[str, _Pooled] = {}
     worst_draw, worst_psnr = example_inputs, math.inf
-    for i in range(draws):
-        inputs = models.draw_inputs(example_inputs, i)
-        with torch.no_grad():
-            ref = _leaves(call(reference, inputs, **options))
+    for inputs, ref in refs[:draws]:
         out = exe.run(inputs, precision)
         if len(ref) != len(out):
             report.problems.append(f"the package has {len(out)} outputs {list(out)}, the reference {len(ref)} {list(ref)}")
