@@ -62,6 +62,8 @@ def test_the_export_has_every_softmax_rank_4_and_no_static_gather(name, tmp_path
     assert all(_reads_an_input(op, producers, inputs) for op in gathers)
     assert gathers or not any("input_ids" in k for k in inputs)  # text models look their tokens up
     assert [op for op in ops if op.type == "matmul" and op.outputs[0].rank == 4] == []
+    executed = ane_rewrite.verify(model, tmp_path / "m.mlpackage", example, draws=1, source=fast)  # fp32
+    assert executed.ok and executed.psnr >= 60, executed
 
 
 def test_weights_shared_across_layers_stay_one_parameter_and_one_constant(tmp_path):

@@ -60,6 +60,8 @@ def test_export_has_per_head_softmaxes_layer_norms_and_rank_4(name, tmp_path):
     assert s["gather"] == 1  # the embedding lookup: no mask is built with a gather
     batched = [op for op in ops if op.type == "matmul" and op.outputs[0].rank == 4]
     assert batched == []
+    executed = ane_rewrite.verify(model, tmp_path / "m.mlpackage", example, draws=1, source=fast)  # fp32
+    assert executed.ok and executed.psnr >= 60, executed
 
 
 def test_a_rope_vit_rotates_all_but_its_prefix_token():

@@ -5,8 +5,13 @@ from ane_rewrite.coreml import mil
 from tests.zoo_vision import moat_block
 
 
-def _export_summary(model, example) -> dict:
-    return mil.summary(mil.program_ops(ane_rewrite.export(model, example)))
+def _export_summary(model, example, reference=None) -> dict:
+    """The exported program's summary; the package executed (fp32) against ``reference``."""
+    ml = ane_rewrite.export(model, example)
+    if reference is not None:
+        executed = ane_rewrite.verify(reference, ml, example, draws=1, source=model)
+        assert executed.ok and executed.psnr >= 60, executed
+    return mil.summary(mil.program_ops(ml))
 
 
 def test_moat_block_mbconv_stays_nchw_and_window_attention_is_lowered():
@@ -17,7 +22,7 @@ def test_moat_block_mbconv_stays_nchw_and_window_attention_is_lowered():
     report = ane_rewrite.verify(model, fast, example)
     assert report.ok, report
     base = _export_summary(model, example)
-    new = _export_summary(fast, example)
+    new = _export_summary(fast, example, model)
     assert base["rank5"] > 0 and base["linear"] == 2  # what the block is written as
     assert new["rank5"] == 0 and new["max_rank"] <= 4 and new["linear"] == 0
     assert new["gather"] == 0  # the bias table lookup by a constant index is a constant
@@ -35,6 +40,6 @@ def test_maxvit_block_and_grid_attention_are_lowered():
     assert fast.ane_report.counts()["attention"]["sdpa_per_head"] == 8  # block + grid per stage
     report = ane_rewrite.verify(model, fast, fast.example_inputs, draws=1)
     assert report.ok, report
-    s = _export_summary(fast, fast.example_inputs)
+    s = _export_summary(fast, fast.example_inputs, model)
     assert s["rank5"] == 0 and s["max_rank"] <= 4 and s["linear"] == 0 and s["gather"] == 0
     assert s["einsum"] == 2 * s["softmax"]
