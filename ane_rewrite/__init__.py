@@ -15,7 +15,21 @@ _map_passes()  # ane_rewrite.passes in a source checkout (an install has it as a
 from .errors import (AneRewriteError, CaptureError, ExecutionError, ExportError, InputError, LintError,
                      RewriteError, SourceError)
 from .optimize import optimize
-from .equivalence import EquivalenceReport, verify
+from .equivalence import EquivalenceReport
+from .equivalence import verify as _verify_modules
+
+
+def verify(reference, candidate, example_inputs, draws=None, *, precision="fp32", source=None):
+    """Does ``candidate`` compute ``reference``'s function? ``candidate`` is a module (compared in
+    PyTorch: ``equivalence/verify.py``, 3 draws by default) or an exported model — a .mlpackage
+    path, an ``MLModel``, a loaded ``runtime.Executable`` — executed in ``precision`` ("fp32" or
+    "fp16"; ``source`` the GraphModule it was exported from, for the first diverging MIL op;
+    ``runtime/verify.py``)."""
+    from .runtime.verify import is_exported, verify_exported
+
+    if is_exported(candidate):
+        return verify_exported(reference, candidate, example_inputs, draws, precision, source)
+    return _verify_modules(reference, candidate, example_inputs, 3 if draws is None else draws)
 
 
 def export(model, example_inputs, path=None, **options):

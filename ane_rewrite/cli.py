@@ -111,7 +111,7 @@ FP16_MARGIN_DB = 1.0
 
 def _verify_packages(model, rewritten, example, out_dir: Path) -> dict:
     """Both saved packages executed in fp32 and fp16 against the PyTorch model, and their fp16 hazards."""
-    from .equivalence.artefact import verify_packages
+    from .runtime.verify import verify_packages
     from .runtime import load
     from .runtime.hazards import fp16_hazards
 

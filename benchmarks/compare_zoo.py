@@ -169,7 +169,7 @@ def run_one(name: str, spec: dict, workdir: Path, runs: int) -> dict:
         row[f"export_{side}_s"] = round(time.perf_counter() - t, 2)
         row[side] = _side(ane_rewrite.analyze(ml))
         row[side]["cpu_ms"] = round(cpu_latency_ms(m, example, runs), 2)
-    from ane_rewrite.equivalence.artefact import verify_packages
+    from ane_rewrite.runtime.verify import verify_packages
 
     t = time.perf_counter()
     executed = verify_packages(model, {"baseline": (workdir / f"{name}_baseline.mlpackage", None),

@@ -1,7 +1,7 @@
 """The house rules, checked: imports run one way through the stages, files stay small, passes
 share one matcher helper, and an install puts nothing but ``ane_rewrite`` top-level.
 
-    frontend → rewrite machinery → passes → equivalence → coreml → analysis → optimize, cli
+    frontend → rewrite machinery → passes → equivalence → coreml → runtime → analysis → optimize, cli
     (errors and hardware below them all)
 """
 import ast
@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["ane_rewrite.errors", "ane_rewrite.hardware", "ane_rewrite._source_tree", "ane_rewrite.frontend",
           "ane_rewrite.rewrite", "ane_rewrite.passes", "ane_rewrite.equivalence", "ane_rewrite.coreml",
-          "ane_rewrite.analysis", "ane_rewrite"]
+          "ane_rewrite.runtime", "ane_rewrite.analysis", "ane_rewrite"]
 BASE = 3  # errors, hardware and the checkout mapping are one level: below every stage
 
 

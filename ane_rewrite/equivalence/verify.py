@@ -100,19 +100,10 @@ def _leaves(out) -> dict[str, torch.Tensor]:
     return {pytree.keystr(path) or "output": leaf for path, leaf in flat if isinstance(leaf, torch.Tensor)}
 
 
-def verify(reference: torch.nn.Module, candidate, example_inputs: Any, draws: int | None = None, *,
-           precision: str = "fp32", source: torch.nn.Module | None = None) -> EquivalenceReport:
-    """Compare ``candidate`` with ``reference`` on the example inputs and random draws.
-
-    ``candidate`` is a module, or an exported model (a .mlpackage path, an ``MLModel``, a
-    ``runtime.Executable``): then it is executed in ``precision`` and ``source`` may name the
-    graph it was exported from (see ``equivalence/artefact.py``). ``draws``: 3 for modules; for
-    an export, enough to pool 64 values per output (``artefact.auto_draws``)."""
-    from .artefact import is_exported, verify_exported
-
-    if is_exported(candidate):
-        return verify_exported(reference, candidate, example_inputs, draws, precision, source)
-    draws = 3 if draws is None else draws
+def verify(reference: torch.nn.Module, candidate: torch.nn.Module, example_inputs: Any,
+           draws: int = 3) -> EquivalenceReport:
+    """Compare ``candidate`` with ``reference`` on the example inputs and random draws (an
+    exported package: ``ane_rewrite.verify`` routes it to ``runtime/verify.py``)."""
     split_inputs(example_inputs)
     if draws < 1:
         raise InputError("draws must be at least 1")

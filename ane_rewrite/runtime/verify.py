@@ -30,9 +30,9 @@ from typing import Any
 
 import torch
 
+from ..equivalence.verify import EquivalenceReport, OutputError, _errors, _leaves, _node_values
 from ..frontend import models
 from ..frontend.capture import call, export_program, split_inputs
-from .verify import EquivalenceReport, OutputError, _errors, _leaves, _node_values
 
 BARS = {"fp32": 60.0, "fp16": 40.0}
 
@@ -68,7 +68,7 @@ class _Pooled:
 def is_exported(candidate) -> bool:
     from pathlib import Path
 
-    from ..runtime import Executable
+    from . import Executable
 
     return isinstance(candidate, (str, Path, Executable)) or hasattr(candidate, "get_spec")
 
@@ -98,7 +98,7 @@ def verify_packages(reference: torch.nn.Module, packages: dict[str, tuple[Any, t
                     example_inputs: Any, precisions=("fp32", "fp16"), draws: int | None = None) -> dict:
     """``{name: {precision: report}}`` for packages given as ``{name: (exported, source graph)}``;
     the reference runs once per draw for all of them."""
-    from ..runtime import load
+    from . import load
 
     exes = {name: (load(exported), source) for name, (exported, source) in packages.items()}
     draws = max(auto_draws(e) for e, _ in exes.values()) if draws is None else draws
@@ -110,7 +110,7 @@ def verify_packages(reference: torch.nn.Module, packages: dict[str, tuple[Any, t
 def verify_exported(reference: torch.nn.Module, exported, example_inputs: Any, draws: int | None = None,
                     precision: str = "fp32", source: torch.nn.Module | None = None,
                     references: list | None = None) -> EquivalenceReport:
-    from ..runtime import load
+    from . import load
 
     split_inputs(example_inputs)
     if precision not in BARS:
@@ -162,7 +162,7 @@ def _graph_values(graph: torch.nn.Module, inputs: Any) -> dict[str, Any]:
 
 def first_diverging_op(graph: torch.nn.Module, exported, inputs: Any, precision: str = "fp32") -> str | None:
     """The first MIL op whose value departs from its graph counterpart (see the module docstring)."""
-    from ..runtime import load
+    from . import load
 
     exe = load(exported)
     values = _graph_values(graph, inputs)

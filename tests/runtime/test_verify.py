@@ -1,8 +1,7 @@
 """verify(reference, exported package): the saved ML Program executed against PyTorch; a fault
-planted in the package is found and the op named; the fp16 hazard report."""
+planted in the package is found and the op named."""
 import numpy as np
 import pytest
-import torch
 
 import ane_rewrite
 from ane_rewrite.runtime import load
@@ -97,30 +96,3 @@ def test_verify_accepts_an_mlmodel_and_a_loaded_executable(bert):
     a = ane_rewrite.verify(model, ml, example, draws=2)
     b = ane_rewrite.verify(model, load(d / "rewritten.mlpackage"), example, draws=2)
     assert a.ok and b.ok and a.psnr == b.psnr
-
-
-class Hot(torch.nn.Module):
-    def forward(self, x):
-        big = (x * 300.0) * (x * 300.0)      # beyond 65504 where |x| > 0.85: overflow in fp16
-        tiny = x * 1e-9                      # below fp16's range: underflow
-        return big.sum(-1, keepdim=True) + tiny, (x * 2.0).exp()
-
-
-def test_the_fp16_hazard_report_names_overflow_and_underflow_where_they_start(tmp_path):
-    example = (torch.full((1, 8), 0.5) + torch.arange(8.0) / 8,)
-    ane_rewrite.export(Hot().eval(), example, tmp_path / "hot.mlpackage", progress=False)
-    report = ane_rewrite.fp16_hazards(tmp_path / "hot.mlpackage", example)
-    kinds = report.kinds()
-    assert kinds.get("overflow", 0) >= 1 and kinds.get("underflow", 0) >= 1, report
-    overflow = next(h for h in report.origins if h.kind == "overflow")
-    assert overflow.location.startswith("op #") and overflow.fp32_max > 65504, overflow
-    assert not any(h.origin and "exp" in h.location for h in report.hazards)  # exp(2x) stays in range
-    carried = [h for h in report.hazards if h.kind == "overflow" and not h.origin]
-    assert carried, "the sum that reads the overflow carries it"
-    fp16 = ane_rewrite.verify(Hot().eval(), tmp_path / "hot.mlpackage", example, draws=1, precision="fp16")
-    assert not fp16.ok  # infinities at the output
-
-
-def test_a_clean_model_has_no_hazard(bert):
-    model, example, fast, d = bert
-    assert ane_rewrite.fp16_hazards(d / "rewritten.mlpackage", example).origins == []
