@@ -12,8 +12,13 @@ transformers 5 and timm emit when a graph is exported without decompositions (me
                           size (size-1 axes aside) at offset 0, as the decompositions emit for
                           timm's pooled heads; any other striding is refused with its reason
 
+And one converter it has, but mishandles: ``max_pool{1,2,3}d[_with_indices]`` requires a stride
+input, while ``torch.export`` leaves it out when it is the default (``F.max_pool2d(x, 2)``:
+"got 2 input(s), expected minimum 3 inputs"); the wrapper adds stride = kernel size, torch's
+default, before coremltools' converter runs.
+
 ``install()`` registers a converter for each kind the installed coremltools lacks, and none it
-has; it is idempotent and ``export`` calls it before every conversion. (``export`` also
+has (and wraps the pooling converters once); it is idempotent and ``export`` calls it before every conversion. (``export`` also
 decomposes the graph, which removes most of these ops; the converters cover graphs that keep
 them.) ``export`` converts through ``torch.export`` (the ExportedProgram path), never
 TorchScript, so coremltools' TorchScript path, which trips on numpy ≥ 2.4, is not on our way.
@@ -99,11 +104,31 @@ def missing_ops() -> list[str]:
     return [kind for kind in KINDS if kind not in registry]
 
 
+POOLS = ("max_pool1d", "max_pool2d", "max_pool3d", "max_pool1d_with_indices", "max_pool2d_with_indices",
+         "max_pool3d_with_indices")
+
+
+def _with_default_stride(convert):
+    def converter(context, node):
+        if len(node.inputs) == 2:  # (input, kernel_size): torch's default stride is the kernel size
+            kernel = node.inputs[1]
+            stride = context[kernel].val.tolist() if isinstance(kernel, str) else kernel
+            node.inputs = type(node.inputs)(list(node.inputs) + [stride])
+        return convert(context, node)
+
+    converter.ane_rewrite_wrapped = True
+    return converter
+
+
 def install() -> list[str]:
     """Register the missing converters; returns the kinds registered by this call."""
     missing = missing_ops()
+    registry = _registry()
     if missing:
-        registry, converters = _registry(), _converters()
+        converters = _converters()
         for kind in missing:
             registry[kind] = converters[kind]
+    for kind in POOLS:
+        if kind in registry and not getattr(registry[kind], "ane_rewrite_wrapped", False):
+            registry[kind] = _with_default_stride(registry[kind])
     return missing

@@ -6,6 +6,7 @@ import textwrap
 import pytest
 import torch
 
+import ane_rewrite
 from ane_rewrite.coreml import compat, mil
 
 MODULES = textwrap.dedent("""
@@ -84,3 +85,15 @@ def test_as_strided_that_is_no_reshape_is_refused_with_its_reason():
     program = torch.export.export(Overlapping(), (torch.randn(2, 3),)).run_decompositions({})
     with pytest.raises(Exception, match="is not a reshape of its input"):
         ct.convert(program, convert_to="mlprogram", skip_model_load=True)
+
+
+def test_max_pool_with_the_default_stride_converts_and_executes(tmp_path):
+    """``F.max_pool2d(x, 2)``: torch.export leaves the default stride out; coremltools needs it."""
+    class Pool(torch.nn.Module):
+        def forward(self, x):
+            return torch.nn.functional.max_pool2d(x, 2) + torch.nn.functional.max_pool2d(x, 3, 1, 1)[..., ::2, ::2]
+
+    example = (torch.randn(1, 3, 8, 8),)
+    ane_rewrite.export(Pool(), example, tmp_path / "p.mlpackage", progress=False)
+    report = ane_rewrite.verify(Pool(), tmp_path / "p.mlpackage", example, draws=2)
+    assert report.ok and report.psnr >= 60, report
