@@ -6,6 +6,7 @@ share one matcher helper, and an install puts nothing but ``ane_rewrite`` top-le
 """
 import ast
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -93,14 +94,20 @@ def test_the_stride_patches_are_gone_and_no_pass_repeats_the_matcher_preamble():
 
 
 def test_an_install_puts_only_ane_rewrite_top_level_with_its_passes(tmp_path):
-    """The wheel ``pip install .`` builds, installed into a folder of its own and imported from
-    outside the checkout: ``ane_rewrite.passes`` is there, a top-level ``passes`` is not."""
+    """The wheel ``pip install .`` builds holds every module of the checkout; installed into a
+    folder of its own and imported from outside the checkout, ``ane_rewrite.passes`` is there, a
+    top-level ``passes`` is not."""
+    source = tmp_path / "source"  # a copy: a stale build/ folder in the checkout would leak into the wheel
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns("build", "*.egg-info", ".git", "__pycache__"))
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    str(ROOT), "-w", str(wheels)], check=True, capture_output=True)
+                    str(source), "-w", str(wheels)], check=True, capture_output=True)
     (wheel,) = wheels.glob("*.whl")
-    tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    names = set(zipfile.ZipFile(wheel).namelist())
+    tops = {name.split("/")[0] for name in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"ane_rewrite"}
+    packaged = {name[:-3].replace("/", ".").removesuffix(".__init__") for name in names if name.endswith(".py")}
+    assert set(_modules()) - packaged == set()  # every module of the checkout ships (runtime/ops too)
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
                    check=True, capture_output=True)
