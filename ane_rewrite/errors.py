@@ -17,6 +17,10 @@ class RewriteError(AneRewriteError):
     """A rule produced a graph that is not a valid replacement (a bug in a pass)."""
 
 
+class EquivalenceError(AneRewriteError):
+    """A pass changed what the model computes (raised in strict mode; safe mode rolls it back)."""
+
+
 class LintError(AneRewriteError):
     """The graph is malformed after a pass; the message names the passes already run."""
 

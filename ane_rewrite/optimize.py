@@ -6,14 +6,16 @@ from typing import Any
 import torch
 from torch.fx import GraphModule
 
+from .equivalence.guard import Guard
 from .errors import InputError
 from .frontend import models
 from .frontend.capture import capture, split_inputs
 from .rewrite.pipeline import Pipeline, PipelineResult
+from .rewrite.snapshot import Snapshot
 
 
 def _keep_unlowered_regions(model, example_inputs, pipeline: Pipeline, gm: GraphModule,
-                            report: PipelineResult) -> tuple[GraphModule, PipelineResult]:
+                            report: PipelineResult, guarded: dict) -> tuple[GraphModule, PipelineResult]:
     """An attention left batched keeps its projections' form: the model is captured again
     (only then) and rewritten with them marked, and the report keeps the first run's reasons."""
     from .passes import declined_attentions, mark_kept, merge_reasons, unlowered_regions
@@ -26,13 +28,14 @@ def _keep_unlowered_regions(model, example_inputs, pipeline: Pipeline, gm: Graph
     if not keep:
         return gm, report
     mark_kept(fresh, keep)
-    second = pipeline(fresh)
+    second = pipeline(fresh, **guarded)
     merge_reasons(report, second)
     return fresh, second
 
 
 def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int = 128,
-             batch: int = 1, pipeline: Pipeline | None = None, **options) -> GraphModule:
+             batch: int = 1, pipeline: Pipeline | None = None, safe: bool = True, strict: bool = False,
+             **options) -> GraphModule:
     """Capture a copy of ``model`` and rewrite it into the form the ANE runs well.
 
     ``example_inputs``: a tuple of positional arguments or a dict of keyword arguments; when
@@ -41,6 +44,13 @@ def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int
     original parameter names and shapes (``load_state_dict`` of the original works), and
     exposes ``.example_inputs`` (what it was captured with) and ``.ane_report`` (what each
     pass did, and every candidate it declined with the reason). ``model`` is not modified.
+
+    Safe mode (``safe=True``, the default): every pass is checked against the captured model on
+    the example inputs and one fresh draw (new values, a new padding pattern for a mask); a pass
+    that changes what the model computes (fp32: max rel error > 1e-4 or PSNR < 60 dB), or that
+    fails, is rolled back and reported in ``.ane_report`` (``rolled_back``: pass and reason, with
+    the first diverging node), and the rest of the pipeline runs. ``strict=True`` raises
+    ``EquivalenceError`` instead. ``safe=False`` runs the passes unchecked.
 
     ``options`` go to ``passes.default_pipeline``: ``max_queries_per_chunk`` (512) and
     ``max_chunk_bytes`` (1 MiB) set the softmax chunking. An unknown option is an error.
@@ -62,8 +72,9 @@ def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int
         raise InputError(f"options {', '.join(sorted(options))} configure the default pipeline; "
                          "they cannot be combined with pipeline=")
     gm = capture(model, example_inputs)
-    report: PipelineResult = pipeline(gm)
-    gm, report = _keep_unlowered_regions(model, example_inputs, pipeline, gm, report)
+    guarded = {"guard": Guard(Snapshot(gm).module(gm), example_inputs), "strict": strict} if safe else {}
+    report: PipelineResult = pipeline(gm, **guarded)
+    gm, report = _keep_unlowered_regions(model, example_inputs, pipeline, gm, report, guarded)
     gm.example_inputs = example_inputs
     gm.ane_report = report
     return gm

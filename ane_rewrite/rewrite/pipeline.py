@@ -3,17 +3,28 @@
 Constraints are pairs ``(before, after, why)``; the pipeline refuses an order that breaks
 one. After every pass the graph is linted (``Graph.lint`` plus: every node whose value
 is used has one recorded); a failure names the pass and the passes already run.
+
+Safe mode (a ``guard``: ``guard(gm)`` → None when ``gm`` still computes the original function,
+else what differs): the outcome is that of checking after every pass — a pass that breaks
+equivalence, fails the lint or raises is rolled back (``PassResult.rolled_back`` says why) and
+the passes after it run on the graph as it was. It is computed lazily: the passes run, the guard
+checks the result once, and only when that check fails does the pipeline start again from the
+captured graph with the guard after every pass that changed something. ``strict=True`` raises
+(``EquivalenceError``, or the pass's own error) instead of rolling back.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 from torch.fx import GraphModule
 
-from ..errors import LintError
+from ..errors import EquivalenceError, LintError
 from .rules import Pass, PassResult
+from .snapshot import Snapshot
+
+Guard = Callable[[GraphModule], "str | None"]
 
 
 def lint(gm: GraphModule) -> None:
@@ -31,6 +42,10 @@ def lint(gm: GraphModule) -> None:
 @dataclass
 class PipelineResult:
     results: list[PassResult] = field(default_factory=list)
+
+    @property
+    def rolled_back(self) -> list[PassResult]:
+        return [r for r in self.results if r.rolled_back is not None]
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {r.name: dict(r.counts) for r in self.results}
@@ -54,17 +69,52 @@ class Pipeline:
     def names(self) -> list[str]:
         return [p.name for p in self.passes]
 
-    def __call__(self, gm: GraphModule) -> PipelineResult:
+    def __call__(self, gm: GraphModule, guard: Guard | None = None, strict: bool = False) -> PipelineResult:
+        gm.meta.update(self.options)
+        if guard is None:
+            return self._run(gm)
+        start = Snapshot(gm)
+        try:
+            out = self._run(gm)
+            problem = guard(gm)
+        except Exception as exc:  # a pass that raises is one more way to break: found again below
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem is None:
+            return out
+        start.restore(gm)
+        return self._run(gm, guard, strict)
+
+    def _run(self, gm: GraphModule, guard: Guard | None = None, strict: bool = True) -> PipelineResult:
         out = PipelineResult()
         done: list[str] = []
-        gm.meta.update(self.options)
         for p in self.passes:
-            with torch.no_grad():
-                result = p(gm)
+            saved = Snapshot(gm) if guard is not None else None
             done.append(p.name)
             try:
-                lint(gm)
-            except Exception as exc:  # graph lint raises several exception types
-                raise LintError(f"graph is malformed after pass {p.name} (passes run: {', '.join(done)}): {exc}") from exc
+                result = self._apply(p, gm, done)
+            except Exception as exc:
+                if saved is None or strict:
+                    raise
+                saved.restore(gm)
+                result = PassResult(p.name)
+                result.roll_back(f"the pass failed: {type(exc).__name__}: {exc}")
+                out.results.append(result)
+                continue
+            problem = guard(gm) if guard is not None and result.changed else None
+            if problem is not None:
+                if strict:
+                    raise EquivalenceError(f"pass {p.name} changed what the model computes: {problem}")
+                saved.restore(gm)
+                result.roll_back(problem)
             out.results.append(result)
         return out
+
+    @staticmethod
+    def _apply(p: Pass, gm: GraphModule, done: list[str]) -> PassResult:
+        with torch.no_grad():
+            result = p(gm)
+        try:
+            lint(gm)
+        except Exception as exc:  # graph lint raises several exception types
+            raise LintError(f"graph is malformed after pass {p.name} (passes run: {', '.join(done)}): {exc}") from exc
+        return result

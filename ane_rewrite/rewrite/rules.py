@@ -83,12 +83,20 @@ class PassResult:
     name: str
     counts: Counter = field(default_factory=Counter)
     declined: list[Declined] = field(default_factory=list)
+    rolled_back: str | None = None  # safe mode undid the pass: why (see rewrite/pipeline.py)
+    undone: Counter = field(default_factory=Counter)  # what it had done before it was undone
 
     @property
     def changed(self) -> bool:
         return sum(self.counts.values()) > 0
 
+    def roll_back(self, reason: str) -> None:
+        self.undone, self.counts, self.rolled_back = self.counts, Counter(), reason
+
     def summary(self) -> str:
+        if self.rolled_back is not None:
+            undone = ", ".join(f"{r} {c}" for r, c in sorted(self.undone.items())) or "nothing"
+            return f"{self.name}: ROLLED BACK ({undone} undone): {self.rolled_back}"
         fired = ", ".join(f"{r} {c}" for r, c in sorted(self.counts.items())) or "no change"
         return f"{self.name}: {fired}"
 
