@@ -89,14 +89,18 @@ def _chain(x: Node, depth: int = 0):
     return None
 
 
+def _fill_value(x: Node) -> float | None:
+    fill = x.args[1]
+    if isinstance(fill, Node):
+        static = static_value(fill)
+        return float(static) if static is not None and static.numel() == 1 else None
+    return float(fill) if isinstance(fill, (int, float)) else None
+
+
 def _masked_fill(x: Node):
     """where(cond, fill, logits) with a fill at or below the masked logit (a masked_fill with
     dtype-min: MPT) → cond, else None."""
-    cond, fill = x.args[:2]
-    value = fill if isinstance(fill, (int, float)) else None
-    if isinstance(fill, Node):
-        static = static_value(fill)
-        value = float(static) if static is not None and static.numel() == 1 else None
+    cond, value = x.args[0], _fill_value(x)
     if value is None or value > MASKED_LOGIT or not isinstance(cond, Node) or val(cond).dtype != torch.bool:
         return None
     return cond
@@ -271,9 +275,10 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
         term = _term(step, i)
         if term in content:
             continue
-        if is_op(step, aten.where):  # masked where cond: an additive 0 / masked term
-            keep_out = rw.call(aten._to_copy.default, _masked_fill(step), dtype=val(step).dtype)
-            term = rw.call(aten.mul.Tensor, keep_out, MASKED_LOGIT)
+        if is_op(step, aten.where):  # masked where cond: an additive 0 / fill-value term (_masks converts it)
+            dtype = val(step).dtype  # a where, not 0/1 × fill: dtype-min is −inf in fp16, and 0 · −inf is NaN
+            fill = rw.constant("fill", torch.tensor(max(_fill_value(step), torch.finfo(dtype).min), dtype=dtype))
+            term = rw.call(aten.where.self, _masked_fill(step), fill, rw.constant("zero", torch.tensor(0.0, dtype=dtype)))
         if term is None:
             continue
         term = _as_BHQK(rw, term, len(shape(step)), split)

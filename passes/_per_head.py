@@ -76,19 +76,32 @@ def lower_per_head(rw, heads: dict, scale: float, plan: MaskPlan | None,
         if transform is not None:
             logits_BK1Q = transform(rw, logits_BK1Q, h)
         if plan is not None:
-            logits_BK1Q = rw.call(aten.add.Tensor, logits_BK1Q, plan.adds[0 if shared else h])
+            add_BK1Q = plan.adds[0 if shared else h]
+            logits_BK1Q = rw.call(aten.add.Tensor, logits_BK1Q, add_BK1Q)
+            if plan.empty_rows:
+                logits_BK1Q = _uniform_where_empty(rw, plan, h, logits_BK1Q, add_BK1Q)
         weights_BK1Q = rw.call(aten._softmax.default, logits_BK1Q, 1, False)
         out_Bd1Q = rw.call(aten.einsum.default, "bkhq,bchk->bchq", [weights_BK1Q, v_h])
         if plan is not None and plan.zero_rows and not shared:
             out_Bd1Q = rw.call(aten.mul.Tensor, out_Bd1Q, row_valid(rw, plan.adds[h]))
-        if plan is not None and plan.mean_rows:  # an emptied row averages the values (torch)
-            valid = row_valid(rw, plan.adds[0 if shared else h])
-            mean_Bd11 = rw.call(aten.mean.dim, v_h, [3], True)
-            spread = rw.call(aten.mul.Tensor, mean_Bd11, rw.call(aten.rsub.Scalar, valid, 1.0))
-            out_Bd1Q = rw.call(aten.add.Tensor, rw.call(aten.mul.Tensor, out_Bd1Q, valid), spread)
         outs.append(out_Bd1Q)
     out_BC1Q = rw.call(aten.cat.default, outs, 1)
     if plan is not None and plan.zero_rows and shared:
         out_BC1Q = rw.call(aten.mul.Tensor, out_BC1Q, row_valid(rw, plan.adds[0]))
     out_BHdQ = rw.call(aten.reshape.default, out_BC1Q, [batch, len(hq.bases), hv.dim, sq])
     return rw.call(aten.permute.default, out_BHdQ, [0, 1, 3, 2])            # (B, H, Q, d)
+
+
+
+def _uniform_where_empty(rw, plan: MaskPlan, h: int, logits_BK1Q: Node, add_BK1Q: Node) -> Node:
+    """A query whose keys are all masked by dtype-min entries: torch's logits there all equal
+    the row's highest mask value (it absorbs the product) or lie below it, so its softmax is
+    uniform over the keys at that value. Such a row's logits become add − max(add): 0 at those
+    keys, ≤ −1e4 at the others; every other row keeps its logits."""
+    top = rw.call(aten.amax.default, add_BK1Q, [1], True)                          # (Bm, 1, 1, Q)
+    empty = rw.call(aten.rsub.Scalar, row_valid(rw, add_BK1Q), 1.0)
+    if plan.absorbed:
+        empty = rw.call(aten.mul.Tensor, empty, plan.absorbed[0 if len(plan.absorbed) == 1 else h])
+    ties = rw.call(aten.sub.Tensor, add_BK1Q, top)
+    kept = rw.call(aten.mul.Tensor, logits_BK1Q, rw.call(aten.rsub.Scalar, empty, 1.0))
+    return rw.call(aten.add.Tensor, kept, rw.call(aten.mul.Tensor, ties, empty))

@@ -201,9 +201,10 @@ def draw_inputs(example: Any, index: int) -> Any:
     """Draw ``index`` of inputs shaped like ``example``; draw 0 is the example itself.
 
     Floats: standard normal. Integers: uniform between the example's min and max (token ids
-    stay in the vocabulary). Integers that are all 0 or 1 are masks: each row is drawn as a
-    right-padded mask, ones up to a random length (at least 1), zeros after — the masks a
-    tokenizer makes, with no query left without a key to attend to."""
+    stay in the vocabulary). Integers that are all 0 or 1 are masks, each row of a random
+    length (at least 1), as a tokenizer pads: right-padded (ones, then zeros) in odd draws,
+    left-padded (zeros, then ones: a decoder's batch, where a causal mask leaves the padded
+    queries without a key) in even ones."""
     if index == 0:
         return example
     from torch.utils import _pytree as pytree
@@ -219,6 +220,8 @@ def draw_inputs(example: Any, index: int) -> Any:
         if low >= 0 and high <= 1 and t.dim() >= 1 and t.shape[-1] > 0:
             length = t.shape[-1]
             kept = torch.randint(1, length + 1, t.shape[:-1] + (1,), generator=gen)
+            if index % 2 == 0:
+                return (torch.arange(length) >= length - kept).to(t.dtype)
             return (torch.arange(length) < kept).to(t.dtype)
         return torch.randint(low, high + 1, t.shape, generator=gen, dtype=t.dtype)
 

@@ -18,11 +18,13 @@ def _example():
     return {"x": torch.randn(2, 6, 3), "mask": torch.ones(2, 6, dtype=torch.long)}
 
 
-def test_the_second_input_is_a_fresh_draw_with_another_padding_pattern():
+def test_the_draws_are_fresh_with_right_then_left_padding():
     guard = Guard(captured(_Masked(), _example()), _example())
-    first, second = guard.inputs
-    assert not torch.equal(first["x"], second["x"])
-    assert not torch.equal(first["mask"], second["mask"]) and second["mask"][:, 0].eq(1).all()
+    first, right, left = guard.inputs
+    assert not torch.equal(first["x"], right["x"]) and not torch.equal(right["x"], left["x"])
+    assert right["mask"][:, 0].eq(1).all() and right["mask"].diff(dim=-1).le(0).all()
+    assert left["mask"][:, -1].eq(1).all() and left["mask"].diff(dim=-1).ge(0).all()
+    assert not torch.equal(left["mask"], first["mask"])
 
 
 def test_an_equal_module_passes_and_a_scaled_one_is_named():

@@ -50,7 +50,7 @@ def test_output_shape_mismatch_is_a_problem():
     assert not report.ok and "shape" in report.problems[0]
 
 
-def test_draws_keep_token_ids_in_range_and_draw_right_padded_masks():
+def test_draws_keep_token_ids_in_range_and_draw_right_then_left_padded_masks():
     ex = {"input_ids": torch.tensor([[0, 999, 5, 7, 8]] * 6), "attention_mask": torch.ones(6, 5, dtype=torch.long)}
     lengths = set()
     for i in range(1, 6):
@@ -60,7 +60,10 @@ def test_draws_keep_token_ids_in_range_and_draw_right_padded_masks():
         assert mask.dtype == torch.long and mask.shape == (6, 5)
         kept = mask.sum(-1)
         assert bool((kept >= 1).all())                                   # every row keeps a key
-        assert torch.equal(mask, (torch.arange(5) < kept[:, None]).long())  # ones, then zeros
+        if i % 2:
+            assert torch.equal(mask, (torch.arange(5) < kept[:, None]).long())  # ones, then zeros
+        else:
+            assert torch.equal(mask, (torch.arange(5) >= 5 - kept[:, None]).long())  # zeros, then ones
         lengths |= set(kept.tolist())
     assert len(lengths) > 1  # the padding varies
     assert draw_inputs(ex, 0) is ex

@@ -36,7 +36,7 @@ def test_a_padding_mask_is_recognised_with_its_static_part():
     gm, mask = _mask_node(PaddingMask(), p)
     found = padding_form(gm, mask)
     assert found is not None
-    pad, static = found
+    pad, static = found.pad, found.static
     assert pad.op == "placeholder"
     tril = torch.ones(6, 6, dtype=torch.bool).tril()
     assert static.shape[-2:] == (6, 6) and all(torch.equal(s.reshape(6, 6), tril) for s in static)
@@ -78,3 +78,29 @@ def test_a_mask_that_carries_a_position_bias_is_not_taken_for_a_padding_pattern(
 
     gm, mask = _mask_node(BiasAndPadding(), torch.ones(2, 6, dtype=torch.long))
     assert padding_form(gm, mask) is None
+
+
+class FloatPaddingMask(torch.nn.Module):
+    """A float causal + padding mask, built three ways: "where" (dtype-min wherever either masks),
+    "sum" (dtype-min + dtype-min = −inf where both mask), "e4" (−1e4 wherever either masks)."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, p):
+        s, low = p.shape[-1], torch.finfo(torch.float32).min
+        causal, pad = torch.ones(s, s, dtype=torch.bool).triu(1), (p == 0)[:, None, None, :]
+        if self.kind == "sum":
+            return causal * low + pad * low
+        return torch.where(causal | pad, low if self.kind == "where" else -1e4, 0.0)
+
+
+def test_a_float_padding_mask_is_read_with_its_levels():
+    """Which value an emptied row's keys hold decides what torch computes there."""
+    p = torch.ones(2, 6, dtype=torch.long)
+    forms = {kind: padding_form(*_mask_node(FloatPaddingMask(kind), p)) for kind in ("where", "sum", "e4")}
+    assert all(f is not None for f in forms.values())
+    assert (forms["where"].two_levels, forms["where"].absorbs) == (False, True)
+    assert (forms["sum"].two_levels, forms["sum"].absorbs) == (True, True)
+    assert (forms["e4"].two_levels, forms["e4"].absorbs) == (False, False)
