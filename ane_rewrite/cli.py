@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .coreml import mil
 from .frontend import models
-from .errors import AneRewriteError
+from .errors import AneRewriteError, ExportError
 
 
 def _step(i: int, n: int, text: str) -> float:
@@ -45,7 +45,10 @@ def run_optimize(args) -> int:
 
     source = args.source or models.DEFAULT_SOURCE
     out_dir = Path(args.out or Path("ane_rewrite_out") / _slug(source))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from exc
     n = 5 if args.no_verify else 6
     t = _step(1, n, f"loading {source}")
     model = models.load(source)
@@ -56,10 +59,10 @@ def run_optimize(args) -> int:
     t = _step(3, n, "verifying equivalence (PyTorch, 3 draws)")
     report = verify(model, rewritten, example)
     t = _step(4, n, "exporting the baseline with coremltools")
-    base_ml = export(model, example, out_dir / "baseline.mlpackage", progress=False)
+    base_ml = export(model, example, out_dir / "baseline.mlpackage", progress=False, overwrite=True)
     t_base = time.perf_counter() - t
     t = _step(5, n, "exporting the rewritten model with coremltools")
-    new_ml = export(rewritten, example, out_dir / "rewritten.mlpackage", progress=False)
+    new_ml = export(rewritten, example, out_dir / "rewritten.mlpackage", progress=False, overwrite=True)
     t_new = time.perf_counter() - t
 
     artefacts = None
@@ -188,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     opt.add_argument("source", nargs="?", help=f"model source (default {models.DEFAULT_SOURCE})")
     opt.add_argument("--seq-len", type=int, default=128, help="sequence length for text models (128)")
     opt.add_argument("--batch", type=int, default=1, help="batch size (1)")
-    opt.add_argument("--out", help="output directory (ane_rewrite_out/<source>)")
+    opt.add_argument("--out", help="output directory (ane_rewrite_out/<source>); its packages are replaced")
     opt.add_argument("--no-verify", action="store_true", help="do not execute the saved packages (fp32, fp16)")
     ana = sub.add_parser("analyze", help="static ANE readiness report of a saved Core ML model")
     ana.add_argument("path", help="a .mlpackage (ML Program)")

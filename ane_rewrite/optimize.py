@@ -33,6 +33,14 @@ def _keep_unlowered_regions(model, example_inputs, pipeline: Pipeline, gm: Graph
     return fresh, second
 
 
+def _guard(gm: GraphModule, example_inputs: Any) -> Guard:
+    try:
+        return Guard(Snapshot(gm).module(gm), example_inputs)
+    except Exception as exc:  # the captured graph fails on its own inputs: they are wrong for it
+        raise InputError(f"the model fails on its example inputs (or on a draw like them): "
+                         f"{type(exc).__name__}: {exc}") from exc
+
+
 def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int = 128,
              batch: int = 1, pipeline: Pipeline | None = None, safe: bool = True, strict: bool = False,
              **options) -> GraphModule:
@@ -72,7 +80,7 @@ def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int
         raise InputError(f"options {', '.join(sorted(options))} configure the default pipeline; "
                          "they cannot be combined with pipeline=")
     gm = capture(model, example_inputs)
-    guarded = {"guard": Guard(Snapshot(gm).module(gm), example_inputs), "strict": strict} if safe else {}
+    guarded = {"guard": _guard(gm, example_inputs), "strict": strict} if safe else {}
     report: PipelineResult = pipeline(gm, **guarded)
     gm, report = _keep_unlowered_regions(model, example_inputs, pipeline, gm, report, guarded)
     gm.example_inputs = example_inputs

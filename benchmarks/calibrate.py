@@ -33,8 +33,8 @@ def exports(directory: Path, seq: int, batch: int) -> tuple[Path, Path]:
     if not (base.exists() and new.exists()):
         model = models.default_model()
         example = models.example_inputs(model, seq_len=seq, batch=batch)
-        ane_rewrite.export(model, example, base)
-        ane_rewrite.export(ane_rewrite.optimize(model, example), example, new)
+        ane_rewrite.export(model, example, base, overwrite=True)
+        ane_rewrite.export(ane_rewrite.optimize(model, example), example, new, overwrite=True)
     return base, new
 
 

@@ -165,7 +165,7 @@ def run_one(name: str, spec: dict, workdir: Path, runs: int) -> dict:
     row["psnr_db"], row["equivalent"] = round(report.psnr, 1), report.ok
     for side, m in (("baseline", model), ("rewritten", fast)):
         t = time.perf_counter()
-        ml = ane_rewrite.export(m, example, workdir / f"{name}_{side}.mlpackage", progress=False)
+        ml = ane_rewrite.export(m, example, workdir / f"{name}_{side}.mlpackage", progress=False, overwrite=True)
         row[f"export_{side}_s"] = round(time.perf_counter() - t, 2)
         row[side] = _side(ane_rewrite.analyze(ml))
         row[side]["cpu_ms"] = round(cpu_latency_ms(m, example, runs), 2)

@@ -9,11 +9,17 @@ What is converted: a model ``optimize`` returned (a captured ATen graph) is conv
 ran); any other module — the baseline, the model as is — is captured first, as ``optimize``
 captures it. The model is not loaded after conversion (no Core ML runtime on Linux).
 ``progress=False`` silences coremltools' progress bars.
+
+``path``: a ``.mlpackage`` in an existing, writable folder, checked before converting; an
+existing package is an error unless ``overwrite=True``. The package is written aside and renamed
+into place, so an interrupted or failed save leaves nothing partial behind.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +67,45 @@ def _check_inputs(gm, example_inputs: Any) -> None:
                              f"{tuple(node_val.shape)} {node_val.dtype} (shapes are static: optimize again for others)")
 
 
+def _check_path(path: Path, overwrite: bool) -> None:
+    """Before converting: a .mlpackage path in a writable folder, not there yet unless replaced."""
+    if path.suffix != ".mlpackage":
+        raise ExportError(f"{path}: an ML Program is saved as a .mlpackage folder; name the path so")
+    if path.exists() and not overwrite:
+        raise ExportError(f"{path} exists; pass overwrite=True to replace it")
+    if not path.parent.is_dir():
+        raise ExportError(f"{path}: the folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ExportError(f"{path}: the folder {path.parent} is not writable")
+
+
+def _save(mlmodel, path: Path) -> None:
+    """Written aside, then renamed into place: an interrupted save leaves nothing at ``path``
+    (and a replaced package stays until the new one is complete)."""
+    partial = path.with_name(f".{path.stem}.partial-{os.getpid()}.mlpackage")
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    try:
+        mlmodel.save(str(partial))
+        if path.exists():
+            path.rename(old)
+        partial.rename(path)
+    except BaseException as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        if old.exists() and not path.exists():
+            old.rename(path)
+        if isinstance(exc, Exception):
+            raise ExportError(f"saving {path} failed: {type(exc).__name__}: {exc}") from exc
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def export(model: torch.nn.Module, example_inputs: Any, path: str | Path | None = None, *,
-           progress: bool = True):
+           progress: bool = True, overwrite: bool = False):
     import coremltools as ct
 
+    if path is not None:
+        path = Path(path)
+        _check_path(path, overwrite)
     compat.install()
     if is_captured(model):
         _check_inputs(model, example_inputs)
@@ -85,5 +126,5 @@ def export(model: torch.nn.Module, example_inputs: Any, path: str | Path | None 
         raise ExportError(f"coremltools could not convert {type(model).__name__}: "
                           f"{type(exc).__name__}: {exc}") from exc
     if path is not None:
-        mlmodel.save(str(path))
+        _save(mlmodel, path)
     return mlmodel

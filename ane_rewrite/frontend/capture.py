@@ -52,6 +52,13 @@ def call(model: torch.nn.Module, example_inputs: Any, **extra):
     return model(*args, **kwargs, **extra)
 
 
+def _describe(args: tuple, kwargs: dict) -> str:
+    def one(v):
+        return f"{tuple(v.shape)} {str(v.dtype).removeprefix('torch.')}" if isinstance(v, torch.Tensor) else type(v).__name__
+
+    return "(" + ", ".join([one(a) for a in args] + [f"{k} {one(v)}" for k, v in kwargs.items()]) + ")"
+
+
 def export_program(model: torch.nn.Module, example_inputs: Any) -> torch.export.ExportedProgram:
     """torch.export (non-strict, static shapes) and the decompositions above."""
     args, kwargs = split_inputs(example_inputs)
@@ -59,15 +66,42 @@ def export_program(model: torch.nn.Module, example_inputs: Any) -> torch.export.
         with torch.no_grad():
             ep = torch.export.export(model, args, kwargs, strict=False)
     except Exception as exc:
-        raise CaptureError(f"torch.export could not capture {type(model).__name__} with these "
-                           f"example inputs: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        hint = (" (data-dependent control flow: the model branches on the values of a tensor, which a "
+                "static graph cannot hold)" if "data-dependent" in str(exc) or "data dependent" in str(exc) else "")
+        raise CaptureError(f"torch.export could not capture {type(model).__name__} with the example inputs "
+                           f"{_describe(args, kwargs)}: {type(exc).__name__}: {first}{hint}") from exc
     return ep.run_decompositions(decomposition_table())
+
+
+def check_model(model: Any, example_inputs: Any) -> None:
+    """What can be told before capture: a module; finite weights; keyword inputs that its
+    ``forward`` names (an input only a ``**kwargs`` would swallow is a typo, or ignored)."""
+    import inspect
+
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    bad = [name for name, t in list(model.named_parameters()) + list(model.named_buffers())
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise InputError(f"the model's weights hold NaN or inf: {', '.join(bad[:3])}{more}")
+    args, kwargs = split_inputs(example_inputs)
+    params = inspect.signature(model.forward).parameters.values()
+    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = sorted(set(kwargs) - set(named))
+    if unknown and named:
+        raise InputError(f"{type(model).__name__}.forward takes no input {', '.join(map(repr, unknown))}; "
+                         f"its inputs are {', '.join(named)}")
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if args and len(args) > len(positional) and not any(p.kind is p.VAR_POSITIONAL for p in params):
+        raise InputError(f"{type(model).__name__}.forward takes {len(positional)} positional inputs, "
+                         f"{len(args)} given")
 
 
 def capture(model: torch.nn.Module, example_inputs: Any) -> GraphModule:
     """A GraphModule computing ``model`` (a deep copy, in eval mode), same parameter names."""
-    if not isinstance(model, torch.nn.Module):
-        raise InputError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    check_model(model, example_inputs)
     copied = prepare(copy.deepcopy(model))
     gm = export_program(copied, example_inputs).module()
     views_as_reshapes(gm)
