@@ -3,8 +3,8 @@
     ane-rewrite optimize [SOURCE] [--seq-len N] [--batch B] [--out DIR] [--no-verify]
     ane-rewrite analyze PATH [--json] [--chip NAME ...]
 
-SOURCE is ``hf:<local dir | class name | model type>``, ``timm:<model name>`` or
-``<python.module>:<factory>``; without it, DistilBERT with an SST-2 head from its default config
+SOURCE is ``hf:<local dir | class name | model type>`` (a local Hugging Face folder may also be
+named alone), ``timm:<model name>`` or ``<python.module>:<factory>``; without it, DistilBERT with an SST-2 head from its default config
 (Apple's case study). The command optimizes, verifies, exports baseline and rewritten models,
 executes both saved packages (``ane_rewrite.runtime``, fp32 and fp16) against the PyTorch model,
 and prints them side by side with their ANE analysis. Exit status 1 when the rewrite is not

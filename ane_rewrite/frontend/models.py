@@ -1,7 +1,7 @@
 """Model-family adapters: the one place that knows Hugging Face and timm.
 
-- ``load(source)`` resolves ``hf:<local dir | class name | model type>``, ``timm:<name>`` and
-  ``<python.module>:<factory>`` to a model (random weights unless a local directory holds them;
+- ``load(source)`` resolves ``hf:<local dir | class name | model type>`` (or the local
+  directory alone), ``timm:<name>`` and ``<python.module>:<factory>`` to a model (random weights unless a local directory holds them;
   nothing is downloaded).
 - ``example_inputs(model, seq_len, batch)`` builds inputs: token ids and an attention mask for
   Hugging Face text models, pixel values for vision models (size from the model's config),
@@ -76,6 +76,8 @@ def load(source: str) -> torch.nn.Module:
 
 
 def _load(source: str) -> torch.nn.Module:
+    if os.path.isdir(source):  # a local Hugging Face model folder, named as it is
+        return _load_hf(source)
     kind, sep, name = source.partition(":")
     if not sep or not name:
         raise SourceError(f"model source {source!r} is not 'hf:NAME', 'timm:NAME' or 'module:factory'")
