@@ -5,10 +5,9 @@ and estimates for both exports, PyTorch CPU latency of both, and both saved pack
     python benchmarks/compare_zoo.py [--models NAME ...] [--out benchmarks/results] [--runs 5]
 
 Random weights from configs (nothing downloaded). Writes ``results.json``, ``results.md`` (a
-Markdown table with a headline) and PNG plots (estimated ANE latency and PyTorch CPU latency,
-baseline next to rewritten per model). A model that fails is recorded with its error, not
-skipped silently. Latencies marked "est." are the analyzer's analytic estimates
-(ane_rewrite/analysis/estimate.py), not device measurements; CPU latencies are measured on this machine.
+table with a headline) and PNG plots (estimated ANE and PyTorch CPU latency, baseline next to
+rewritten). A failing model is recorded with its error, not skipped. "est." latencies are the
+analyzer's estimates (analysis/estimate.py), not device measurements; CPU ones are measured here.
 """
 from __future__ import annotations
 
@@ -161,6 +160,7 @@ def run_one(name: str, spec: dict, workdir: Path, runs: int) -> dict:
     counts = fast.ane_report.counts()
     row["attention_lowered"] = sum(counts.get("attention", {}).get(r, 0) for r in ("sdpa_per_head", "eager_logit_steps"))
     row["declined"] = sum(len(r.declined) for r in fast.ane_report.results)
+    row["rolled_back"] = [r.summary() for r in fast.ane_report.rolled_back]  # by safe mode
     report = ane_rewrite.verify(model, fast, example, draws=1)
     row["psnr_db"], row["equivalent"] = round(report.psnr, 1), report.ok
     for side, m in (("baseline", model), ("rewritten", fast)):
@@ -197,7 +197,8 @@ def _fmt(rows: list[dict]) -> str:
                      f"range {speedups[0]:.2f}×–{speedups[-1]:.2f}×; `linear` ops left "
                      f"{sum(r['rewritten']['linear'] for r in ok)} (baseline "
                      f"{sum(r['baseline']['linear'] for r in ok)}); all equivalent: "
-                     f"{all(r['equivalent'] for r in ok)} (min PSNR {min(r['psnr_db'] for r in ok):.1f} dB). "
+                     f"{all(r['equivalent'] for r in ok)} (min PSNR {min(r['psnr_db'] for r in ok):.1f} dB); passes rolled "
+                     f"back by safe mode: {sum(len(r.get('rolled_back', [])) for r in ok)}. "
                      "Estimates are analytic (ane_rewrite/analysis/estimate.py), not device measurements.\n")
         lines.append(f"**Executed packages** (ane_rewrite.runtime, against PyTorch): rewritten fp32 min "
                      f"{min(r['rewritten']['executed']['fp32'] for r in ok):.1f} dB (bar 60); rewritten fp16 − baseline "
