@@ -97,3 +97,19 @@ def test_max_pool_with_the_default_stride_converts_and_executes(tmp_path):
     ane_rewrite.export(Pool(), example, tmp_path / "p.mlpackage", progress=False)
     report = ane_rewrite.verify(Pool(), tmp_path / "p.mlpackage", example, draws=2)
     assert report.ok and report.psnr >= 60, report
+
+
+def test_sdpa_with_a_bool_mask_gives_torchs_zeros_for_a_query_with_no_key(tmp_path):
+    """A padded query under a causal mask keeps no key: torch's sdpa gives zeros there."""
+    class Masked(torch.nn.Module):
+        def forward(self, q, k, v, pad):
+            keep = (pad[:, None, None, :] != 0) & torch.ones(6, 6, dtype=torch.bool).tril()
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+
+    q, k, v = (torch.randn(2, 2, 6, 4) for _ in range(3))
+    pad = torch.tensor([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]])  # left padding: two queries keep no key
+    expected = Masked()(q, k, v, pad)
+    assert bool((expected[0, :, :2] == 0).all())
+    ane_rewrite.export(Masked(), (q, k, v, pad), tmp_path / "m.mlpackage", progress=False)
+    (out,) = ane_rewrite.execute(tmp_path / "m.mlpackage", {"q": q, "k": k, "v": v, "pad": pad}, "fp32").values()
+    assert abs(out - expected.numpy()).max() < 1e-5
