@@ -54,7 +54,7 @@ def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int
     pass did, and every candidate it declined with the reason). ``model`` is not modified.
 
     Safe mode (``safe=True``, the default): every pass is checked against the captured model on
-    the example inputs and two fresh draws (new values; a right- then a left-padded mask); a pass
+    the example inputs and a fresh draw (new values; left- and right-padded mask rows); a pass
     that changes what the model computes (fp32: max rel error > 1e-4 or PSNR < 60 dB), or that
     fails, is rolled back and reported in ``.ane_report`` (``rolled_back``: pass and reason, with
     the first diverging node), and the rest of the pipeline runs. ``strict=True`` raises

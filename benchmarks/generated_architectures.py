@@ -7,7 +7,7 @@ width — several not divisible by 8 —, heads and kv heads, norm kind and plac
 gating, learned/rotary (two layouts)/ALiBi/relative-bias positions, padding/causal/sliding/no
 masks, windowed vision blocks with conv stems, parallel residuals, shared weights, sequence 1 to
 1024). Each: built with random weights, ``optimize`` in safe mode with every attention lowered
-per head, ``verify`` over 5 draws (two more than the guard saw). Reported: equivalent / non-equivalent / errors, the passes rolled
+per head, ``verify`` over 5 draws (three more than the guard saw). Reported: equivalent / non-equivalent / errors, the passes rolled
 back with their reasons, and the declined patterns by reason. Writes
 ``generated_architectures.json`` and ``generated_architectures.md``; exit status 1 on any
 non-equivalent model or error.

@@ -3,7 +3,8 @@
 Both modules run on the example inputs and on ``draws - 1`` random draws of the same shapes
 (``models.draw_inputs``: floats from a normal distribution; integers uniform between the
 example's min and max, so token ids stay inside the vocabulary; 0/1 inputs, attention masks,
-as padded masks of random lengths: right-padded, then left-padded). Per output:
+as padded masks of random lengths: right-padded in odd draws, rows left- and right-padded
+alternately in even ones). Per output:
 
     max abs error   max |ref − cand|
     max rel error   max |ref − cand| / max |ref|

@@ -18,13 +18,14 @@ def _example():
     return {"x": torch.randn(2, 6, 3), "mask": torch.ones(2, 6, dtype=torch.long)}
 
 
-def test_the_draws_are_fresh_with_right_then_left_padding():
+def test_the_draw_is_fresh_with_left_and_right_padded_rows():
     guard = Guard(captured(_Masked(), _example()), _example())
-    first, right, left = guard.inputs
-    assert not torch.equal(first["x"], right["x"]) and not torch.equal(right["x"], left["x"])
-    assert right["mask"][:, 0].eq(1).all() and right["mask"].diff(dim=-1).le(0).all()
-    assert left["mask"][:, -1].eq(1).all() and left["mask"].diff(dim=-1).ge(0).all()
-    assert not torch.equal(left["mask"], first["mask"])
+    first, drawn = guard.inputs
+    assert not torch.equal(first["x"], drawn["x"])
+    left, right = drawn["mask"]
+    assert left[-1] == 1 and bool(left.diff().ge(0).all())    # zeros, then ones
+    assert right[0] == 1 and bool(right.diff().le(0).all())   # ones, then zeros
+    assert not torch.equal(drawn["mask"], first["mask"])
 
 
 def test_an_equal_module_passes_and_a_scaled_one_is_named():
@@ -43,7 +44,7 @@ def test_an_equal_module_passes_and_a_scaled_one_is_named():
 
 def test_the_originals_nan_must_be_reproduced_where_it_is():
     example = {"x": torch.randn(2, 6, 3), "mask": torch.tensor([[1] * 6, [0] * 6])}
-    guard = Guard(captured(_Masked(), example), example, draws=1)
+    guard = Guard(captured(_Masked(), example), example, draws=(0,))
     assert guard.expected[0]["output"][1].isnan().all()
     assert guard(captured(_Masked(), example)) is None
 

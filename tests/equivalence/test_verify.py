@@ -60,10 +60,9 @@ def test_draws_keep_token_ids_in_range_and_draw_right_then_left_padded_masks():
         assert mask.dtype == torch.long and mask.shape == (6, 5)
         kept = mask.sum(-1)
         assert bool((kept >= 1).all())                                   # every row keeps a key
-        if i % 2:
-            assert torch.equal(mask, (torch.arange(5) < kept[:, None]).long())  # ones, then zeros
-        else:
-            assert torch.equal(mask, (torch.arange(5) >= 5 - kept[:, None]).long())  # zeros, then ones
+        right = (torch.arange(5) < kept[:, None]).long()           # ones, then zeros
+        left = (torch.arange(5) >= 5 - kept[:, None]).long()       # zeros, then ones
+        assert torch.equal(mask, right if i % 2 else torch.where(torch.arange(6)[:, None] % 2 == 0, left, right))
         lengths |= set(kept.tolist())
     assert len(lengths) > 1  # the padding varies
     assert draw_inputs(ex, 0) is ex

@@ -59,7 +59,7 @@ class Outcome:
 def check(spec: Spec, seed: int = 0, draws: int = 5) -> Outcome:
     """Build (random weights from ``seed``), optimize in safe mode with every attention lowered
     per head (at these widths the estimator would leave most batched: the deepest rewrite is
-    the one to check), verify over ``draws`` draws — two more than the guard saw."""
+    the one to check), verify over ``draws`` draws — three more than the guard saw."""
     import ane_rewrite
 
     out, start = Outcome(spec), time.perf_counter()

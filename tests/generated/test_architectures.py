@@ -1,5 +1,5 @@
 """100 generated architectures (tests/generated/strategies.py): each comes back from optimize
-equivalent over five draws — two more than safe mode's guard saw — or raises a named error;
+equivalent over five draws — three more than safe mode's guard saw — or raises a named error;
 none comes back silently different. ``benchmarks/generated_architectures.py`` runs 1,000."""
 from hypothesis import HealthCheck, given, settings
 
