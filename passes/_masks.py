@@ -162,9 +162,9 @@ def additive_mask(rw, mask: Node | None, is_causal: bool, sq: int, sk: int,
     boolean = val(mask).dtype == torch.bool
     form = padding_form(rw.gm, mask)
     if form is None:
-        if not _may_empty_a_row(rw.gm, mask, static if is_causal else None):
-            return MaskPlan(_model_mask(rw, mask, static if is_causal else None, dtype)[0], zero_rows=False)
         heads, absorbed = _model_mask(rw, mask, static if is_causal else None, dtype)
+        if not _may_empty_a_row(rw.gm, mask, static if is_causal else None):
+            return MaskPlan(heads, zero_rows=False)  # (the unread run-time test is dead code, removed)
         if boolean:
             return MaskPlan(heads, zero_rows=True)
         return MaskPlan(heads, zero_rows=False, empty_rows=True, absorbed=None if replaces else absorbed)

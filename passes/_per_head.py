@@ -92,7 +92,6 @@ def lower_per_head(rw, heads: dict, scale: float, plan: MaskPlan | None,
     return rw.call(aten.permute.default, out_BHdQ, [0, 1, 3, 2])            # (B, H, Q, d)
 
 
-
 def _uniform_where_empty(rw, plan: MaskPlan, h: int, logits_BK1Q: Node, add_BK1Q: Node) -> Node:
     """A query whose keys are all masked by dtype-min entries: torch's logits there all equal
     the row's highest mask value (it absorbs the product) or lie below it, so its softmax is
