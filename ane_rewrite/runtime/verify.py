@@ -9,6 +9,11 @@ by output in order. Errors are pooled over the draws (a 2-logit head gives 2 val
 A 2-logit head gives 2 values a draw, and the fp16 PSNR of so few values moves with the draw set:
 RoBERTa-base's rewritten package measured −1.4 dB against its baseline's over 32 draws, −0.6 dB
 over 128 (DistilBERT: −1.1 dB over 3 draws, +0.7 over 10, +0.2 over 30).
+The values of one draw move together (one input image decides all 1000 logits), so a comparison
+of two packages (``verify_packages``: the CLI's and the zoo's fp16 verdict) takes at least
+``COMPARE_DRAWS`` draws: MaxViT-pico's rewritten package measured −1.37 dB against its baseline
+over draws 0–2, +0.46 over 16–18, −0.41 over 0–15, +0.05 over 16–31, −0.16 over 0–31 and 0.00
+over 0–63.
 
     PSNR          20 · log10(max |ref| / rms(ref − exported))
     max rel err   max |ref − exported| / max |ref|
@@ -75,7 +80,7 @@ def is_exported(candidate) -> bool:
     return isinstance(candidate, (str, Path, Executable)) or hasattr(candidate, "get_spec")
 
 
-POOLED_VALUES, MAX_DRAWS = 256, 128
+POOLED_VALUES, MAX_DRAWS, COMPARE_DRAWS = 256, 128, 16
 
 
 def auto_draws(exe) -> int:
@@ -99,11 +104,13 @@ def reference_outputs(reference: torch.nn.Module, example_inputs: Any, draws: in
 def verify_packages(reference: torch.nn.Module, packages: dict[str, tuple[Any, torch.nn.Module | None]],
                     example_inputs: Any, precisions=("fp32", "fp16"), draws: int | None = None) -> dict:
     """``{name: {precision: report}}`` for packages given as ``{name: (exported, source graph)}``;
-    the reference runs once per draw for all of them."""
+    the reference runs once per draw for all of them; ``draws=None``: enough for every package
+    (``auto_draws``) and at least ``COMPARE_DRAWS``, since the reports are compared."""
     from . import load
 
     exes = {name: (load(exported), source) for name, (exported, source) in packages.items()}
-    draws = max(auto_draws(e) for e, _ in exes.values()) if draws is None else draws
+    if draws is None:
+        draws = max([COMPARE_DRAWS] + [auto_draws(e) for e, _ in exes.values()])
     refs = reference_outputs(reference, example_inputs, draws)
     return {name: {p: verify_exported(reference, exe, example_inputs, draws, p, source, refs) for p in precisions}
             for name, (exe, source) in exes.items()}

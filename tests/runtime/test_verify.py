@@ -96,3 +96,23 @@ def test_verify_accepts_an_mlmodel_and_a_loaded_executable(bert):
     a = ane_rewrite.verify(model, ml, example, draws=2)
     b = ane_rewrite.verify(model, load(d / "rewritten.mlpackage"), example, draws=2)
     assert a.ok and b.ok and a.psnr == b.psnr
+
+
+def test_comparing_packages_takes_enough_draws_for_the_fp16_gap(tmp_path):
+    """Values of one draw move together, so comparing two packages' fp16 PSNRs takes at least
+    COMPARE_DRAWS draws, even where one draw already pools enough values (a ViT's 1000 logits)."""
+    from ane_rewrite.runtime.verify import COMPARE_DRAWS, auto_draws, verify_packages
+
+    from ane_rewrite.frontend import models
+
+    model, _ = zoo.vit_tiny()
+    example = models.example_inputs(model)
+    fast = ane_rewrite.optimize(model, example)
+    d = tmp_path
+    ane_rewrite.export(model, example, d / "baseline.mlpackage", progress=False)
+    ane_rewrite.export(fast, example, d / "rewritten.mlpackage", progress=False)
+    assert auto_draws(load(d / "baseline.mlpackage")) < COMPARE_DRAWS
+    reports = verify_packages(model, {"baseline": (d / "baseline.mlpackage", None),
+                                      "rewritten": (d / "rewritten.mlpackage", fast)}, example, ("fp16",))
+    assert {r["fp16"].draws for r in reports.values()} == {COMPARE_DRAWS}
+    assert reports["rewritten"]["fp16"].psnr >= reports["baseline"]["fp16"].psnr - 1.0
