@@ -7,6 +7,8 @@
     execute(mlmodel or path, inputs, precision="fp16") → {output name: array}: the saved ML
         Program run on this machine (ane_rewrite.runtime); verify(reference, path, inputs) checks it
     fp16_hazards(mlmodel or path, inputs) → HazardReport: ops that overflow, underflow or turn NaN in fp16
+    optimize_causal_lm(model, max_len=256, prefill_len=64) → CausalLM: prefill and decode rewritten,
+        a KV cache in the (B, C, 1, S) layout, lm.generate(input_ids, max_new_tokens) (greedy)
 """
 from ._source_tree import map_passes as _map_passes
 
@@ -53,6 +55,13 @@ def execute(model, inputs, precision: str = "fp16"):
     return _execute(model, inputs, precision)
 
 
+def optimize_causal_lm(model, max_len: int = 256, prefill_len: int = 64, **options):
+    """A Hugging Face causal LM rewritten with a fixed-size KV cache (see ``ane_rewrite.generation``)."""
+    from .generation import optimize_causal_lm as _optimize_causal_lm
+
+    return _optimize_causal_lm(model, max_len, prefill_len, **options)
+
+
 def fp16_hazards(model, inputs):
     """fp16 overflow, underflow and NaN of a saved ML Program (see ``ane_rewrite.runtime.hazards``)."""
     from .runtime.hazards import fp16_hazards as _hazards
@@ -60,6 +69,6 @@ def fp16_hazards(model, inputs):
     return _hazards(model, inputs)
 
 
-__all__ = ["optimize", "verify", "export", "analyze", "execute", "fp16_hazards", "EquivalenceReport",
+__all__ = ["optimize", "optimize_causal_lm", "verify", "export", "analyze", "execute", "fp16_hazards", "EquivalenceReport",
            "AneRewriteError", "CaptureError", "ExecutionError", "ExportError", "InputError", "LintError",
            "RewriteError", "SourceError"]

@@ -12,6 +12,10 @@
 - ``draw_inputs(example, i)``: random inputs shaped like the example (``verify``'s draws).
 - ``call_options(model)``: keyword arguments that make the original model compute what the
   prepared one computes (used by ``verify``).
+- Causal LMs (``ane_rewrite.generation``): ``check_causal_lm``, ``use_attention`` (route every
+  attention of a copy through a function of ours, by transformers' attention interface),
+  ``causal_logits`` (logits for token ids at given positions, no cache of the model's own) and
+  ``eos_token_ids``.
 """
 from __future__ import annotations
 
@@ -231,3 +235,56 @@ def draw_inputs(example: Any, index: int) -> Any:
         return torch.randint(low, high + 1, t.shape, generator=gen, dtype=t.dtype)
 
     return pytree.tree_map(draw, example)
+
+
+def check_causal_lm(model: torch.nn.Module) -> None:
+    """A Hugging Face model with a language-modelling head whose attention goes through
+    transformers' attention interface (``config._attn_implementation``)."""
+    if not _is_hf(model):
+        raise InputError(f"optimize_causal_lm takes a Hugging Face causal LM, not {type(model).__name__}")
+    if not hasattr(model, "get_output_embeddings") or model.get_output_embeddings() is None:
+        raise InputError(f"{type(model).__name__} has no language-modelling head (get_output_embeddings() is None)")
+    if getattr(model.config, "is_encoder_decoder", False):
+        raise InputError(f"{type(model).__name__} is an encoder-decoder model, not a decoder-only causal LM")
+
+
+def use_attention(model: torch.nn.Module, name: str, attend) -> None:
+    """Route every attention of ``model`` (a copy: changed in place) through ``attend(query,
+    key, value, scale, window, softcap)`` — q (B, Hq, T, d), k and v (B, Hkv, T, d), after the
+    model's own projections, norms and rotary — which returns (B, Hq, T, d). Registered as
+    transformers attention implementation ``name``; a model whose layers do not call the
+    interface is reported by the caller (no attention is seen)."""
+    from transformers import AttentionInterface
+
+    def hf_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
+                     sliding_window=None, softcap=None, **kwargs):
+        unknown = sorted(k for k, v in kwargs.items() if v is not None and k in _UNSUPPORTED_ATTENTION)
+        if unknown:
+            raise InputError(f"{type(module).__name__} passes {', '.join(unknown)} to its attention: "
+                             "not supported by the KV-cache attention")
+        out = attend(query, key, value, scaling, sliding_window, softcap)
+        return out.transpose(1, 2).contiguous(), None
+
+    AttentionInterface.register(name, hf_attention)
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "_attn_implementation"):
+            config._attn_implementation = name
+
+
+_UNSUPPORTED_ATTENTION = ("s_aux", "sinks", "position_bias", "head_mask")
+
+
+def causal_logits(model: torch.nn.Module, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+    """The model's logits (B, T, V) for ``input_ids`` at ``position_ids``, without a cache of its own."""
+    return model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
+
+
+def eos_token_ids(model: torch.nn.Module) -> set[int]:
+    """The token ids at which Hugging Face's ``generate`` stops (its generation config's, else the config's)."""
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if eos is None:
+        eos = getattr(model.config, "eos_token_id", None)
+    if eos is None:
+        return set()
+    return {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])}
