@@ -15,6 +15,8 @@ the channels-first layout, so the export holds one copy of it):
         (x may also be (B, S, h, d) with h·d = I: a head merge folded into the flattening)
     addmm(b, x_BC, W_IO)                    → from(conv2d(x_BC11, W_IO.T.view(O, I, 1, 1), b))
     matmul(x_BSC, permute(W, [1, 0]))       → from(conv2d(x_BC1S, W.view(O, I, 1, 1)))   (x @ W.T)
+    linear(x_BSC, W, b), O > 16384          → from(cat([conv2d(x_BC1S, W[piece].view(…), b[piece]) …], 1))
+        (an LM head wider than one ANE conv, in pieces: ``_wide_heads``)
 
 A linear whose input no graph input reaches (Swin v2's continuous position-bias MLP over its
 coordinates table) is a constant computation: it is left as a linear, which coremltools folds
@@ -44,6 +46,7 @@ from ane_rewrite.rewrite.graph import VIEWS, arg, aten, is_op, is_static, rank, 
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._batch_norm import token_batch_norm
+from ._wide_heads import split_product, splits
 from ._layouts import RANKS, emit_from, emit_to
 from ._regions import KEEP
 from ._propagation import PROPAGATION_RULES
@@ -57,11 +60,10 @@ def _conv(rw, x_CF: Node, w_OI: Node, bias) -> Node:
 
 # ── linear ────────────────────────────────────────────────────────────────────────────────
 
-def _too_wide(w_shape) -> str | None:
+def _too_wide(w_shape, split: bool = False) -> str | None:
     """A projection with a dimension over the ANE's limit runs off the ANE as a conv or as a
-    linear alike; converting it would only add the copies of its conversions (an LM head's
-    (B, V, 1, S) → (B, S, V) is the largest tensor of a decoder). Splitting it is another rewrite."""
-    if max(w_shape) > MAX_DIM:
+    linear alike; ``split``: a linear too wide in its output only is split (``_wide_heads``)."""
+    if max(w_shape) > MAX_DIM and not (split and splits(w_shape)):
         return (f"weight {tuple(w_shape)} has a dimension > {MAX_DIM}: no single ANE conv holds it "
                 "(docs/ane.md#placement-rules); left as it is")
     return None
@@ -81,7 +83,7 @@ def _match_linear(node: Node) -> MatchResult:
         return MatchResult.fail(f"input has rank {rank(x)}; only ranks 2, 3, 4 have a 4-D channels-first form")
     if rank(w) != 2:
         return MatchResult.fail(f"weight has rank {rank(w)}, not 2")
-    if reason := _too_wide(shape(w)):
+    if reason := _too_wide(shape(w), split=True):
         return MatchResult.fail(reason)
     return MatchResult.ok(x=x, w=w, b=arg(node, 2, "bias"))
 
@@ -113,10 +115,11 @@ def _projection_only(w: Node) -> bool:
 
 def _rewrite_linear(rw, node: Node, m: dict) -> Node:
     x_CF = emit_to(rw, m["x"])
-    if not _projection_only(m["w"]):
-        y = _shared_weight_product(rw, x_CF, m["w"], m["b"])
+    product = _conv if _projection_only(m["w"]) else _shared_weight_product
+    if splits(shape(m["w"])):
+        y = split_product(rw, x_CF, m["w"], m["b"], product)
     else:
-        y = _conv(rw, x_CF, m["w"], m["b"])
+        y = product(rw, x_CF, m["w"], m["b"])
     return emit_from(rw, y, rank(m["x"]))
 
 
