@@ -8,7 +8,9 @@
         Program run on this machine (ane_rewrite.runtime); verify(reference, path, inputs) checks it
     fp16_hazards(mlmodel or path, inputs) → HazardReport: ops that overflow, underflow or turn NaN in fp16
     optimize_causal_lm(model, max_len=256, prefill_len=64) → CausalLM: prefill and decode rewritten,
-        a KV cache in the (B, C, 1, S) layout, lm.generate(input_ids, max_new_tokens) (greedy)
+        a KV cache in the (B, C, 1, S) layout, lm.generate(input_ids, max_new_tokens) (greedy),
+        lm.export(path) → one stateful multifunction package (prefill, decode)
+    generate_exported(path, input_ids, max_new_tokens) → greedy tokens of that package, executed here
 """
 from ._source_tree import map_passes as _map_passes
 
@@ -62,6 +64,13 @@ def optimize_causal_lm(model, max_len: int = 256, prefill_len: int = 64, **optio
     return _optimize_causal_lm(model, max_len, prefill_len, **options)
 
 
+def generate_exported(path, input_ids, max_new_tokens: int = 32, precision: str = "fp32"):
+    """Greedy tokens of a package ``CausalLM.export`` wrote, executed here (see ``ane_rewrite.generation``)."""
+    from .generation import generate_exported as _generate_exported
+
+    return _generate_exported(path, input_ids, max_new_tokens, precision)
+
+
 def fp16_hazards(model, inputs):
     """fp16 overflow, underflow and NaN of a saved ML Program (see ``ane_rewrite.runtime.hazards``)."""
     from .runtime.hazards import fp16_hazards as _hazards
@@ -69,6 +78,6 @@ def fp16_hazards(model, inputs):
     return _hazards(model, inputs)
 
 
-__all__ = ["optimize", "optimize_causal_lm", "verify", "export", "analyze", "execute", "fp16_hazards", "EquivalenceReport",
+__all__ = ["optimize", "optimize_causal_lm", "generate_exported", "verify", "export", "analyze", "execute", "fp16_hazards", "EquivalenceReport",
            "AneRewriteError", "CaptureError", "ExecutionError", "ExportError", "InputError", "LintError",
            "RewriteError", "SourceError"]

@@ -12,6 +12,11 @@ transformers 5 and timm emit when a graph is exported without decompositions (me
                           size (size-1 axes aside) at offset 0, as the decompositions emit for
                           timm's pooled heads; any other striding is refused with its reason
 
+And our own op: ``ane_rewrite::cache_write(cache, update, position)`` (a KV cache written at a
+position, ``generation/stateful.py``) → ``slice_update(cache, update, begin=[0, 0, 0, p],
+end=[B, C, H, p + T])``, the begin computed from the position input: one write of the step's
+slots, which a state updates in place.
+
 And one converter it has, but mishandles: ``max_pool{1,2,3}d[_with_indices]`` requires a stride
 input, while ``torch.export`` leaves it out when it is the default (``F.max_pool2d(x, 2)``:
 "got 2 input(s), expected minimum 3 inputs"); the wrapper adds stride = kernel size, torch's
@@ -31,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 # the op kinds as coremltools' frontend spells them after ``sanitize_op_kind``
-KINDS = ("new_ones", "alias", "__and__", "where.scalarother", "as_strided")
+KINDS = ("new_ones", "alias", "__and__", "where.scalarother", "as_strided", "ane_rewrite::cache_write")
 
 
 def _registry() -> dict:
@@ -97,8 +102,18 @@ def _converters() -> dict:
                                       "is not a reshape of its input")
         context.add(mb.reshape(x=x, shape=size, name=node.name))
 
+    def cache_write(context, node):
+        cache, update, position = _get_inputs(context, node, expected=3)
+        *lead, _ = cache.shape
+        tokens = update.shape[-1]
+        start = mb.cast(x=mb.reshape(x=position, shape=[1]), dtype="int32")
+        begin = mb.concat(values=[np.zeros(len(lead), dtype=np.int32), start], axis=0)
+        end = mb.concat(values=[np.array(lead, dtype=np.int32), mb.add(x=start, y=np.int32(tokens))], axis=0)
+        context.add(mb.slice_update(x=cache, update=update, begin=begin, end=end, name=node.name))
+
     return {"new_ones": new_ones, "alias": alias, "__and__": logical_and,
-            "where.scalarother": where_scalar_other, "as_strided": as_strided}
+            "where.scalarother": where_scalar_other, "as_strided": as_strided,
+            "ane_rewrite::cache_write": cache_write}
 
 
 def missing_ops() -> list[str]:

@@ -10,6 +10,12 @@ ran); any other module — the baseline, the model as is — is captured first, 
 captures it. The model is not loaded after conversion (no Core ML runtime on Linux).
 ``progress=False`` silences coremltools' progress bars.
 
+``states`` (a captured graph only): ``{input name: (state name, output index)}`` — inputs that
+are Core ML states, each updated in place by an output (``program.exported_program``); such a
+model targets iOS 18 (states' first release). ``precision="fp32"`` keeps weights and compute in
+fp32 (a reference export; the ANE runs fp16). ``save_multifunction`` puts several converted
+models in one package, one function each, weights shared.
+
 ``path``: a ``.mlpackage`` in an existing, writable folder, checked before converting; an
 existing package is an error unless ``overwrite=True``. The package is written aside and renamed
 into place, so an interrupted or failed save leaves nothing partial behind.
@@ -99,28 +105,47 @@ def _save(mlmodel, path: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+PRECISIONS = ("fp16", "fp32")
+
+
+def _state_types(model, states: dict) -> list:
+    import coremltools as ct
+    import numpy as np
+
+    values = {n.name: n.meta["val"] for n in model.graph.nodes if n.op == "placeholder"}
+    dtype = np.float16  # Core ML states are fp16 only ("State only support fp16 dtype", coremltools 9.0)
+    return [ct.StateType(wrapped_type=ct.TensorType(shape=tuple(values[name].shape), dtype=dtype), name=state)
+            for name, (state, _) in states.items()]
+
+
 def export(model: torch.nn.Module, example_inputs: Any, path: str | Path | None = None, *,
-           progress: bool = True, overwrite: bool = False):
+           progress: bool = True, overwrite: bool = False, states: dict | None = None, precision: str = "fp16"):
     import coremltools as ct
 
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if path is not None:
         path = Path(path)
         _check_path(path, overwrite)
     compat.install()
     if is_captured(model):
         _check_inputs(model, example_inputs)
-        program = exported_program(model)
+        program = exported_program(model, states)
+    elif states:
+        raise ExportError("states are inputs of a captured graph (what optimize returns), not of a module")
     else:
         program = export_program(models.prepare(copy.deepcopy(model)), example_inputs)
+    stateful = {"states": _state_types(model, states)} if states else {}
     try:
         with contextlib.nullcontext() if progress else _quiet():
             mlmodel = ct.convert(
                 program,
                 convert_to="mlprogram",
-                compute_precision=ct.precision.FLOAT16,
-                minimum_deployment_target=ct.target.iOS16,
+                compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+                minimum_deployment_target=ct.target.iOS18 if states else ct.target.iOS16,
                 skip_model_load=True,
                 pass_pipeline=fusion.pipeline(),
+                **stateful,
             )
     except Exception as exc:
         raise ExportError(f"coremltools could not convert {type(model).__name__}: "
@@ -128,3 +153,34 @@ def export(model: torch.nn.Module, example_inputs: Any, path: str | Path | None 
     if path is not None:
         _save(mlmodel, path)
     return mlmodel
+
+
+def save_multifunction(functions: dict[str, Any], path: str | Path, default: str, *, overwrite: bool = False,
+                       metadata: dict[str, str] | None = None) -> None:
+    """Several converted models (``{function name: MLModel}``, each with one function ``main``)
+    saved as one package, one function each; weights they share are stored once. ``metadata``:
+    the package's user-defined metadata (the functions' own is not carried over by coremltools)."""
+    import tempfile
+
+    import coremltools as ct
+
+    path = Path(path)
+    _check_path(path, overwrite)
+    if default not in functions:
+        raise ExportError(f"default function {default!r} is not one of {sorted(functions)}")
+    with tempfile.TemporaryDirectory(prefix="ane_multifunction_") as tmp:
+        desc = ct.utils.MultiFunctionDescriptor()
+        for name, mlmodel in functions.items():
+            part = Path(tmp) / f"{name}.mlpackage"
+            mlmodel.save(str(part))
+            desc.add_function(str(part), src_function_name="main", target_function_name=name)
+        desc.default_function_name = default
+        joined = Path(tmp) / "joined.mlpackage"
+        try:
+            ct.utils.save_multifunction(desc, str(joined))
+        except Exception as exc:
+            raise ExportError(f"coremltools could not join {sorted(functions)}: {type(exc).__name__}: {exc}") from exc
+        joined_model = ct.models.MLModel(str(joined), skip_model_load=True)
+        for key, value in (metadata or {}).items():
+            joined_model.user_defined_metadata[key] = value
+        _save(joined_model, path)

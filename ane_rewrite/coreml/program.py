@@ -12,6 +12,11 @@ passes left (and the one ``verify`` ran).
     get_attr(c) for any other tensor       → placeholder, InputSpec CONSTANT_TENSOR c
     placeholder x (a user input)           → InputSpec USER_INPUT
     output values                          → OutputSpec USER_OUTPUT
+
+``states`` (a stateful model: a KV cache) names user inputs that are states instead, each with
+the output that is its new value: ``{input name: (state name, output index)}``. Such an input
+becomes a persistent buffer (InputSpec BUFFER, a zero tensor of its shape) and its output a
+BUFFER_MUTATION, which coremltools converts into a Core ML state read and updated in place.
 """
 from __future__ import annotations
 
@@ -67,26 +72,37 @@ def _drop_input_guards(gm: GraphModule) -> None:
             raise ExportError(f"node {node.name} calls submodule {node.target}: not an ATen graph")
 
 
-def exported_program(model: GraphModule) -> ExportedProgram:
+def exported_program(model: GraphModule, states: dict[str, tuple[str, int]] | None = None) -> ExportedProgram:
     """The ExportedProgram of a captured (and rewritten) GraphModule; ``model`` is not changed."""
     if not is_captured(model):
         raise ExportError(f"{type(model).__name__} is not a captured ATen graph (no recorded input values)")
+    states = states or {}
     gm = copy.deepcopy(model)
     graph = gm.graph
     _drop_input_guards(gm)
+    placeholders = {n.name: n for n in graph.nodes if n.op == "placeholder"}
+    unknown = sorted(set(states) - set(placeholders))
+    if unknown:
+        raise ExportError(f"states name inputs {unknown} the graph does not have (inputs: {sorted(placeholders)})")
+    first = next(iter(placeholders.values()))
+    for name in states:  # buffers come before the user inputs
+        first.prepend(placeholders[name])
     codegen = graph._codegen
     pytree_info = getattr(codegen, "pytree_info", None)
     parameters = dict(gm.named_parameters(remove_duplicate=False))
     non_persistent = _non_persistent(gm)
     buffers = {name for name, _ in gm.named_buffers(remove_duplicate=False)}
-    user_inputs = [n for n in graph.nodes if n.op == "placeholder"]
+    user_inputs = [n for n in graph.nodes if n.op == "placeholder" and n.name not in states]
     lifted: dict[str, torch.fx.Node] = {}
     state_dict, constants, specs = {}, {}, []
+    for name, (target, _) in states.items():
+        state_dict[target] = torch.zeros(placeholders[name].meta["val"].shape, dtype=placeholders[name].meta["val"].dtype)
+        specs.append(InputSpec(InputKind.BUFFER, TensorArgument(name), target, True))
     for node in [n for n in graph.nodes if n.op == "get_attr"]:
         target = node.target
         if target not in lifted:
             value = _tensor_attr(gm, target)
-            with graph.inserting_before(user_inputs[0]):
+            with graph.inserting_before(first):
                 ph = graph.placeholder(f"c_{target.replace('.', '_')}")
             ph.meta["val"] = node.meta.get("val")
             lifted[target] = ph
@@ -107,13 +123,20 @@ def exported_program(model: GraphModule) -> ExportedProgram:
     outputs = outputs if isinstance(outputs, (list, tuple)) else (outputs,)
     if not all(isinstance(o, torch.fx.Node) for o in outputs):
         raise ExportError("an output of the graph is a constant, not a computed tensor: Core ML has no form for it")
-    out_specs = [OutputSpec(OutputKind.USER_OUTPUT, TensorArgument(o.name), None) for o in outputs]
+    mutated = {index: target for target, index in states.values()}
+    user_outputs = [o for i, o in enumerate(outputs) if i not in mutated]
+    out_specs = [OutputSpec(OutputKind.BUFFER_MUTATION, TensorArgument(outputs[i].name), target)
+                 for i, target in sorted(mutated.items())]  # the verifier wants them first
+    out_specs += [OutputSpec(OutputKind.USER_OUTPUT, TensorArgument(o.name), None) for o in user_outputs]
+    if states:
+        output_node = next(n for n in graph.nodes if n.op == "output")
+        output_node.args = (tuple([outputs[i] for i in sorted(mutated)] + user_outputs),)
     graph._codegen = CodeGen()  # flat inputs and outputs: the signature carries the structure
     gm.recompile()
     call = ModuleCallSignature(inputs=[TensorArgument(n.name) for n in user_inputs],
-                               outputs=[TensorArgument(o.name) for o in outputs],
-                               in_spec=pytree_info.in_spec if pytree_info else None,
-                               out_spec=pytree_info.out_spec if pytree_info else None)
+                               outputs=[TensorArgument(o.name) for o in user_outputs],
+                               in_spec=pytree_info.in_spec if pytree_info and not states else None,
+                               out_spec=pytree_info.out_spec if pytree_info and not states else None)
     return ExportedProgram(root=gm, graph=graph, graph_signature=ExportGraphSignature(specs, out_specs),
                            state_dict=state_dict, range_constraints={},
                            module_call_graph=[ModuleCallEntry("", call)], constants=constants)

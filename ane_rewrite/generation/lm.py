@@ -4,11 +4,10 @@
     decode:  CacheStep on 1 token, rewritten by ``optimize``   (the same parameters: shared)
     caches:  per attention, k and v of shape (B, C, 1, max_len), C = kv heads × head size
 
-``generate`` runs the prompt through ``prefill`` in chunks of ``prefill_len`` tokens (a prompt
-shorter than a chunk is padded at its end; a longer one that does not fill its last chunk ends
-with a chunk that overlaps the one before, so no position past the prompt is computed), then one
-``decode`` step per new token, each step's new keys and values written into the cache slots of
-its positions. Greedy, and it stops where Hugging Face's ``generate(do_sample=False)`` stops: after
+``generate`` runs the prompt through ``prefill`` in chunks of ``prefill_len`` tokens, then one
+``decode`` step per new token (``greedy``), each step's new keys and values written into the
+cache slots of its positions. ``export`` writes both functions into one Core ML package, the
+caches as states (``exported.py``). Greedy, and it stops where Hugging Face's ``generate(do_sample=False)`` stops: after
 ``max_new_tokens`` tokens or at an end-of-sequence token of the model's generation config.
 
 Every attention is lowered per head (``lower_every_attention``): the cache is kept in the
@@ -46,46 +45,60 @@ class CausalLM:
         """Logits (B, T, V) of ``ids`` at ``position``; their keys and values written into ``caches``."""
         outputs = fn(ids, torch.tensor([position]), *caches)
         logits, new = outputs[0], outputs[1:]
-        end = min(position + ids.shape[1], self.max_len)
         for cache, values in zip(caches, new):
-            cache[..., position:end] = values[..., :end - position]
+            cache[..., position:position + ids.shape[1]] = values
         return logits
-
-    def _prefill(self, prompt: torch.Tensor, caches: list[torch.Tensor]) -> torch.Tensor:
-        """The next-token logits (B, V) after the prompt."""
-        n, size = prompt.shape[1], self.prefill_len
-        if n <= size:
-            chunk = torch.full((1, size), self.pad_id, dtype=prompt.dtype)
-            chunk[:, :n] = prompt
-            return self.step(self.prefill, chunk, 0, caches)[:, n - 1]
-        starts = list(range(0, n - size + 1, size))
-        if starts[-1] + size < n:
-            starts.append(n - size)  # overlaps the chunk before: recomputes the same keys
-        for start in starts:
-            logits = self.step(self.prefill, prompt[:, start:start + size], start, caches)
-        return logits[:, -1]
 
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int = 32) -> torch.Tensor:
         """Greedy generation: the prompt followed by up to ``max_new_tokens`` tokens, (1, N + new)."""
-        if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.is_floating_point():
-            raise InputError("input_ids must be a (1, N) tensor of token ids")
-        if input_ids.shape[0] != 1 or input_ids.shape[1] == 0:
-            raise InputError(f"generate takes one prompt of at least one token, (1, N); got {tuple(input_ids.shape)}")
-        n = input_ids.shape[1]
-        if n + max_new_tokens - 1 > self.max_len:
-            raise InputError(f"{n} prompt tokens + {max_new_tokens} new tokens need {n + max_new_tokens - 1} cache "
-                             f"slots; the cache holds max_len={self.max_len}")
         caches = self.new_caches()
-        tokens = input_ids.clone()
+        functions = {"prefill": self.prefill, "decode": self.decode}
         with torch.no_grad():
-            logits = self._prefill(input_ids, caches)
-            for i in range(max_new_tokens):
-                token = logits.argmax(-1, keepdim=True)  # (1, 1)
-                tokens = torch.cat([tokens, token.to(tokens.dtype)], 1)
-                if int(token) in self.eos or i == max_new_tokens - 1:
-                    break
-                logits = self.step(self.decode, token, n + i, caches)[:, -1]
-        return tokens
+            return greedy(lambda kind, ids, position: self.step(functions[kind], ids, position, caches),
+                          input_ids, max_new_tokens, self.prefill_len, self.max_len, self.eos, self.pad_id)
+
+    def export(self, path, *, precision: str = "fp16", overwrite: bool = False, progress: bool = False) -> None:
+        """One ML Program package (iOS 18) with functions ``prefill`` and ``decode`` sharing
+        weights, the caches as Core ML states (``stateful.py``); ``generate_exported`` runs it."""
+        from .exported import export_lm
+
+        export_lm(self, path, precision=precision, overwrite=overwrite, progress=progress)
+
+
+def greedy(step, prompt: torch.Tensor, max_new_tokens: int, prefill_len: int, max_len: int, eos: set[int],
+           pad_id: int) -> torch.Tensor:
+    """The prompt and its greedy continuation, ``step(kind, ids, position)`` → logits (1, T, V) of
+    the ``prefill`` (``prefill_len`` tokens) or ``decode`` (one token) function, which writes
+    the step's keys and values into its cache. The prompt goes in chunks of ``prefill_len`` (a
+    prompt shorter than a chunk is padded at its end; a longer one that does not fill its last
+    chunk ends with a chunk overlapping the one before, so no position past the prompt is computed)."""
+    if not isinstance(prompt, torch.Tensor) or prompt.dim() != 2 or prompt.is_floating_point():
+        raise InputError("input_ids must be a (1, N) tensor of token ids")
+    if prompt.shape[0] != 1 or prompt.shape[1] == 0:
+        raise InputError(f"generate takes one prompt of at least one token, (1, N); got {tuple(prompt.shape)}")
+    n = prompt.shape[1]
+    if n + max_new_tokens - 1 > max_len:
+        raise InputError(f"{n} prompt tokens + {max_new_tokens} new tokens need {n + max_new_tokens - 1} cache "
+                         f"slots; the cache holds max_len={max_len}")
+    prompt = prompt.to(torch.long)
+    if n <= prefill_len:
+        chunk = torch.full((1, prefill_len), pad_id, dtype=torch.long)
+        chunk[:, :n] = prompt
+        logits = step("prefill", chunk, 0)[:, n - 1]
+    else:
+        starts = list(range(0, n - prefill_len + 1, prefill_len))
+        if starts[-1] + prefill_len < n:
+            starts.append(n - prefill_len)  # overlaps the chunk before: recomputes the same keys
+        for start in starts:
+            logits = step("prefill", prompt[:, start:start + prefill_len], start)[:, -1]
+    tokens = prompt
+    for i in range(max_new_tokens):
+        token = logits.argmax(-1, keepdim=True)  # (1, 1)
+        tokens = torch.cat([tokens, token.to(tokens.dtype)], 1)
+        if int(token) in eos or i == max_new_tokens - 1:
+            break
+        logits = step("decode", token, n + i)[:, -1]
+    return tokens
 
 
 def _share_parameters(source: GraphModule, target: GraphModule) -> None:

@@ -20,15 +20,27 @@ from .program import compile_program, load_program
 
 
 class Executable:
-    """A loaded and compiled ML Program."""
+    """A loaded and compiled ML Program: one function of it (``function``; by default ``main``,
+    or a multifunction package's default function)."""
 
-    def __init__(self, model_or_path):
+    def __init__(self, model_or_path, function: str | None = None):
         program, source = load_program(model_or_path)
-        self.compiled = compile_program(program, source)
+        self.functions = sorted(program.functions)
+        self.function = function or program.default_function_name
+        self.compiled = compile_program(program, source, self.function)
 
     @property
     def input_names(self) -> list[str]:
-        return list(self.compiled.inputs)
+        """The inputs a call gives (states are given apart: ``run(..., states=)``)."""
+        return [n for n in self.compiled.inputs if n not in self.compiled.states]
+
+    @property
+    def state_names(self) -> list[str]:
+        return list(self.compiled.states)
+
+    def new_states(self) -> dict[str, torch.Tensor]:
+        """Every state zeroed, as the Core ML runtime starts a new state."""
+        return {n: torch.zeros(self.compiled.inputs[n].shape) for n in self.compiled.states}
 
     @property
     def output_names(self) -> list[str]:
@@ -49,12 +61,15 @@ class Executable:
             raise ExecutionError(f"{self.compiled.source} takes inputs {names}; given {given}")
         return dict(zip(names, flat))
 
-    def run(self, inputs: Any, precision: str = "fp16", observe=None) -> dict[str, torch.Tensor]:
-        return interpreter.run(self.compiled, self.bind_inputs(inputs), precision, observe)
+    def run(self, inputs: Any, precision: str = "fp16", observe=None, states: dict | None = None) -> dict[str, torch.Tensor]:
+        """Outputs by name; ``states`` (a stateful program) are read and replaced by their new values."""
+        return interpreter.run(self.compiled, self.bind_inputs(inputs), precision, observe, states)
 
 
-def load(model_or_path) -> Executable:
-    return model_or_path if isinstance(model_or_path, Executable) else Executable(model_or_path)
+def load(model_or_path, function: str | None = None) -> Executable:
+    if isinstance(model_or_path, Executable):
+        return model_or_path
+    return Executable(model_or_path, function)
 
 
 def execute(model_or_path, inputs: Any, precision: str = "fp16") -> dict[str, np.ndarray]:

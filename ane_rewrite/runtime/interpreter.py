@@ -14,6 +14,10 @@ Precision:
            fp16), not a bit-exact emulation of a device.
 
 Integer values are int32 (or the declared integer type), bools bool, as declared.
+
+States (iOS 18): inputs whose values the caller keeps across calls (``run(..., states=)``, a dict
+by state name, updated in place with each state's last value); ``coreml_update_state`` gives
+its state a new value for the ops after it.
 """
 from __future__ import annotations
 
@@ -77,6 +81,8 @@ def run_step(step: Step, env: dict[str, Any], precision: str) -> list[torch.Tens
                                  f"the program declares {out.shape}")
         env[name] = value
         values.append(value)
+    if step.type == "coreml_update_state":  # the state itself takes the value, for the ops after it
+        env[step.args["state"][1]] = values[0]
     return values
 
 
@@ -87,7 +93,8 @@ def _tensor(value) -> torch.Tensor:
 
 
 def bind(compiled: Compiled, inputs: dict[str, Any], precision: str) -> dict[str, Any]:
-    """The environment before the first op: the consts and the inputs, checked against the program."""
+    """The environment before the first op: the consts and the inputs (states included), checked
+    against the program."""
     missing = [n for n in compiled.inputs if n not in inputs]
     extra = [n for n in inputs if n not in compiled.inputs]
     if missing or extra:
@@ -105,13 +112,21 @@ def bind(compiled: Compiled, inputs: dict[str, Any], precision: str) -> dict[str
 
 
 def run(compiled: Compiled, inputs: dict[str, Any], precision: str = "fp16",
-        observe: Callable[[Step, list[torch.Tensor]], None] | None = None) -> dict[str, torch.Tensor]:
-    """The program's outputs on ``inputs`` (by name). ``observe(step, values)`` sees every op's outputs."""
+        observe: Callable[[Step, list[torch.Tensor]], None] | None = None,
+        states: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """The program's outputs on ``inputs`` (by name). ``observe(step, values)`` sees every op's
+    outputs. ``states``: the value of every state input, replaced by its value after the run."""
     if precision not in PRECISIONS:
         raise ExecutionError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    env = bind(compiled, inputs, precision)
+    states = {} if states is None else states
+    expected = set(compiled.states)
+    if set(states) != expected:
+        raise ExecutionError(f"{compiled.source} has states {sorted(expected)}; given {sorted(states)}")
+    env = bind(compiled, {**inputs, **states}, precision)
     for step in compiled.steps:
         values = run_step(step, env, precision)
         if observe is not None:
             observe(step, values)
+    for name in expected:
+        states[name] = env[name]
     return {name: env[name] for name in compiled.outputs}

@@ -2,7 +2,8 @@
 
 Loading uses coremltools' own milproto loader (``frontend.milproto.load``): the package's
 protobuf and weight file become a MIL ``Program`` whose ops are coremltools' op classes.
-Compilation walks the ``main`` function once: ``const`` ops become values, ``constexpr_*``
+Compilation walks one function once (``main``; a multifunction package's default function, or
+the one named): ``const`` ops become values, ``constexpr_*``
 weights (palettized, affine-quantized, sparse, cast) are decompressed by their op classes'
 ``materialized_val_inference``, ops whose value the loader already inferred are values too,
 and every other op becomes a ``Step`` — its implementation (``runtime/ops``), where each input
@@ -45,6 +46,10 @@ class Compiled:
     consts: dict[str, Any]
     steps: list[Step]
     declared: dict[str, Out]  # every var the steps write and every const: shape and dtype
+    states: list[str] = None  # the inputs that are states (iOS 18), kept by the caller across calls
+
+    def __post_init__(self):
+        self.states = self.states or []
 
 
 def _dtype_name(var) -> str:
@@ -93,6 +98,7 @@ def load_program(model_or_path):
     if spec.WhichOneof("Type") != "mlProgram":
         raise ExecutionError(f"{source} is a {spec.WhichOneof('Type')} model, not an ML Program")
     program = load(spec, specification_version=spec.specificationVersion, file_weights_dir=model.weights_dir)
+    program.default_function_name = spec.description.defaultFunctionName or "main"
     return program, source
 
 
@@ -102,10 +108,12 @@ def _materialized(op):
     return op.value_inference()
 
 
-def compile_program(program, source: str = "program") -> Compiled:
-    if "main" not in program.functions:
-        raise ExecutionError(f"{source} has no 'main' function (functions: {sorted(program.functions)})")
-    fn = program.functions["main"]
+def compile_program(program, source: str = "program", function: str = "main") -> Compiled:
+    if function not in program.functions:
+        raise ExecutionError(f"{source} has no function {function!r} (functions: {sorted(program.functions)})")
+    fn = program.functions[function]
+    if function != "main":
+        source = f"{source} (function {function})"
     consts: dict[str, Any] = {}
     declared: dict[str, Out] = {}
     steps: list[Step] = []
@@ -137,5 +145,8 @@ def compile_program(program, source: str = "program") -> Compiled:
         for var, o in zip(op.outputs, outs):
             declared[var.name] = o
         steps.append(Step(index, op.op_type, op.name, impl, args, [v.name for v in op.outputs], outs))
+    from coremltools.converters.mil.mil import types
+
     inputs = {name: _out(var) for name, var in fn.inputs.items()}
-    return Compiled(source, inputs, [v.name for v in fn.outputs], consts, steps, declared)
+    states = [name for name, var in fn.inputs.items() if types.is_state(var.sym_type)]
+    return Compiled(source, inputs, [v.name for v in fn.outputs], consts, steps, declared, states)

@@ -53,6 +53,6 @@ def axes_of(value, rank: int) -> list[int] | None:
     return [a % rank if rank else 0 for a in ints(value)]
 
 
-from . import elementwise, index, linalg, norm, pool, reduce, resize, shape  # noqa: E402  (they register)
+from . import elementwise, index, linalg, norm, pool, reduce, resize, shape, state  # noqa: E402  (they register)
 
-MODULES = (elementwise, index, linalg, norm, pool, reduce, resize, shape)
+MODULES = (elementwise, index, linalg, norm, pool, reduce, resize, shape, state)
