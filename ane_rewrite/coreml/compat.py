@@ -104,6 +104,8 @@ def _converters() -> dict:
 
     def cache_write(context, node):
         cache, update, position = _get_inputs(context, node, expected=3)
+        if update.dtype != cache.dtype:  # an fp16 model's update into a state read as fp32
+            update = mb.cast(x=update, dtype=types.builtin_to_string(cache.dtype))
         *lead, _ = cache.shape
         tokens = update.shape[-1]
         start = mb.cast(x=mb.reshape(x=position, shape=[1]), dtype="int32")
