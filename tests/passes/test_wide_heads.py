@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from torch import nn
 
 from ane_rewrite.hardware import MAX_DIM
-from passes._wide_heads import pieces
+from ane_rewrite.passes._wide_heads import pieces
 from tests.passes.test_layout import _close, _run, count
 
 
