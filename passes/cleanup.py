@@ -8,7 +8,7 @@
     view(x, shape(x))          → x
     slice(x, d, 0, ≥ size, 1)  → x
     constant_pad_nd(x, [0, …]) → x                  (Swin pads to a window multiple, often by 0)
-    clone(x)                   → x                  (used by ``windows``: a contiguity copy)
+    clone(x)                   → x                  (a contiguity copy: the graph has value semantics)
     cat([x, empty, …], d)      → cat([x, …], d), or x   parts of size 0 along d (Phi-3's q[..., D:])
     x[..., I₀, I₁, …, ...]     → expand(reshape(slice(x, …)))   static indices (a buffer, or built
                                  from arange) that each run through consecutive positions along
@@ -17,6 +17,10 @@
     permute(f(a, b, …))        → f(reshape(a), …)   elementwise f over broadcast operands
                                  (``_broadcast_permute``: an outer-product padding mask)
     f(a, b, …) twice           → once               pure ATen calls with equal arguments
+    permute of rank ≥ 5        → rank-≤4 block swaps (``_low_rank``, ``windows``' rule, for those
+                                 later passes leave: a fused split at one token)
+    select / expand at rank 5  → the same at rank ≤ 4, axes of size 1 left out (``_unit_axes``:
+                                 Falcon's k/v split and GPT-J's rotary table at one token)
 
 Dead code goes at the end of every pass.
 
@@ -34,6 +38,8 @@ from ane_rewrite.rewrite.graph import VIEWS, arg, aten, is_op, normalize_dim, ra
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._broadcast_permute import permute_into_broadcasts
+from ._low_rank import low_rank_permute
+from ._unit_axes import unit_axes_expand, unit_axes_select
 from ._layouts import normalize_dims_ordered, squeezed_dims
 
 
@@ -254,4 +260,5 @@ CANONICAL_RULES = (fold_permute_chain, drop_identity_permute, cancel_unsqueeze_s
                    cancel_squeeze_unsqueeze, fold_view_chain, drop_noop_view, drop_noop_slice,
                    drop_noop_pad, drop_empty_cat_parts, index_as_slice)
 
-cleanup = Pass("cleanup", [*CANONICAL_RULES, permute_into_broadcasts, dedupe], __doc__)
+cleanup = Pass("cleanup", [*CANONICAL_RULES, drop_clone, low_rank_permute, unit_axes_select, unit_axes_expand,
+                           permute_into_broadcasts, dedupe], __doc__)

@@ -23,31 +23,11 @@ from __future__ import annotations
 
 from torch.fx import Node
 
-from ane_rewrite.hardware import NATIVE_RANK
 from ane_rewrite.rewrite.graph import aten, shape
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
-from ._layouts import normalize_dims_ordered
-from ._movement import block_swaps, emit_block_swaps, merged
+from ._low_rank import low_rank_permute
 from .cleanup import CANONICAL_RULES, drop_clone
-
-def _without_unit_axes(sizes: list[int], perm: list[int]) -> tuple[list[int], list[int]]:
-    """The same movement with the axes of size 1 left out (they move no data)."""
-    kept = [a for a in range(len(sizes)) if sizes[a] != 1]
-    return [sizes[a] for a in kept], [kept.index(a) for a in perm if sizes[a] != 1]
-
-
-def _match(node: Node) -> MatchResult:
-    out_shape = shape(node)
-    if out_shape is None or len(out_shape) <= NATIVE_RANK:
-        return MatchResult.skip()
-    perm = normalize_dims_ordered(node.args[1], len(out_shape))
-    sizes, perm = merged(*_without_unit_axes(list(shape(node.args[0])), perm))
-    return MatchResult.ok(x=node.args[0], steps=block_swaps(sizes, perm))
-
-
-def _rewrite(rw, node: Node, m: dict) -> Node:
-    return emit_block_swaps(rw, m["x"], m["steps"], shape(node))
 
 
 def _match_roll(node: Node) -> MatchResult:
@@ -72,8 +52,5 @@ def _rewrite_roll(rw, node: Node, m: dict) -> Node:
 
 roll_as_slices = Rule("roll_as_slices", (aten.roll,), _match_roll, _rewrite_roll,
                       "roll(x, s, d) → cat([x[d: n−s:], x[d: :n−s]], d)")
-
-low_rank_permute = Rule("low_rank_permute", (aten.permute,), _match, _rewrite,
-                        "permute of rank ≥ 5 → rank-≤4 block swaps")
 
 windows = Pass("windows", [low_rank_permute, roll_as_slices, drop_clone, *CANONICAL_RULES], __doc__)

@@ -42,12 +42,7 @@ def test_every_attention_and_norm_is_lowered_and_the_model_is_equivalent(name):
     assert report.ok and report.psnr >= 60 and report.max_rel <= 1e-4, report
 
 
-RANK5_LEFT = pytest.mark.xfail(strict=True, reason="a qkv split as (B, S, H, 3, d) then selected keeps a rank-5 "
-                               "reshape on the channels-first side: not rewritten yet")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=RANK5_LEFT) if n.startswith("persimmon") else n
-                                  for n in FAMILIES])
+@pytest.mark.parametrize("name", list(FAMILIES))
 def test_export_has_per_head_softmaxes_layer_norms_and_rank_4(name, tmp_path):
     model, example, fast = _optimized(name)
     ops = mil.program_ops(ane_rewrite.export(fast, example, tmp_path / "m.mlpackage", progress=False))

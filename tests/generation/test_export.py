@@ -67,5 +67,5 @@ def test_a_package_not_written_by_export_is_named(tmp_path):
 
     model, example = zoo.mlp_block()
     ane_rewrite.export(model, example, tmp_path / "mlp.mlpackage", progress=False)
-    with pytest.raises(ExecutionError, match="no function 'prefill'"):
+    with pytest.raises(ExecutionError, match="was not written by CausalLM.export"):
         ane_rewrite.generate_exported(tmp_path / "mlp.mlpackage", torch.ones(1, 3, dtype=torch.long))

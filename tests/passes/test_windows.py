@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from ane_rewrite.passes.windows import block_swaps, windows
+from ane_rewrite.passes._movement import block_swaps
+from ane_rewrite.passes.windows import windows
 from ane_rewrite.rewrite.graph import shape as shape_of
 from tests.helpers import captured, outputs
 
