@@ -1,6 +1,6 @@
 """ane-rewrite: the command line.
 
-    ane-rewrite optimize [SOURCE] [--seq-len N] [--batch B] [--out DIR] [--no-verify]
+    ane-rewrite optimize [SOURCE] [--seq-len N] [--batch B] [--out DIR] [--no-verify] [--json]
     ane-rewrite analyze PATH [--json] [--chip NAME ...]
 
 SOURCE is ``hf:<local dir | class name | model type>`` (a local Hugging Face folder may also be
@@ -9,8 +9,14 @@ named alone), ``timm:<model name>`` or ``<python.module>:<factory>``; without it
 executes both saved packages (``ane_rewrite.runtime``, fp32 and fp16) against the PyTorch model,
 and prints them side by side with their ANE analysis. Exit status 1 when the rewrite is not
 equivalent, when the rewritten package in fp32 is below its bar (60 dB), or when its fp16 PSNR
-is more than 1 dB below the baseline package's; ``--no-verify`` skips executing the packages. ``analyze`` reads a saved .mlpackage: findings by ANE placement rule, metrics,
-and estimates (analytic, not measured) per chip profile; ``--json`` prints one JSON object.
+is more than 1 dB below the baseline package's; ``--no-verify`` skips executing the packages;
+``--json`` prints one JSON object instead of the tables (its keys: ``cli_json.py``). ``analyze``
+reads a saved .mlpackage: findings by ANE placement rule, metrics, and estimates (analytic, not
+measured) per chip profile; ``--json`` prints one JSON object.
+
+Exit status: 0 done and within the bars; 1 the rewrite is not equivalent or the rewritten
+package misses its bars (the results are still printed and saved); 2 an error (bad source,
+capture or export failure), named on stderr.
 """
 from __future__ import annotations
 
@@ -72,6 +78,17 @@ def run_optimize(args) -> int:
 
     base, new = mil.summary(mil.program_ops(base_ml)), mil.summary(mil.program_ops(new_ml))
     base_an, new_an = analyze(base_ml), analyze(new_ml)
+    shipped_ok = _shipped_ok(artefacts) if artefacts is not None else True
+    code = 0 if report.ok and shipped_ok else 1
+    if args.json:
+        from .cli_json import optimize_json
+
+        print(optimize_json(source, example, rewritten, report, {"baseline": base, "rewritten": new},
+                            {"baseline": base_an, "rewritten": new_an}, artefacts, shipped_ok,
+                            {"optimize": t_opt, "export_baseline": t_base, "export_rewritten": t_new},
+                            {"baseline": out_dir / "baseline.mlpackage", "rewritten": out_dir / "rewritten.mlpackage"},
+                            code))
+        return code
     shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in (example.items() if isinstance(example, dict)
                                                              else enumerate(example)))
     print(f"\nane-rewrite optimize {source}  ({shapes})\n")
@@ -100,13 +117,11 @@ def run_optimize(args) -> int:
     print()
     print(_table(rows))
     print("\n" + _analysis_table(base_an, new_an))
-    shipped_ok = True
     if artefacts is not None:
         print("\n" + _artefact_table(artefacts))
-        shipped_ok = _shipped_ok(artefacts)
     print(f"\nsaved {out_dir / 'baseline.mlpackage'} and {out_dir / 'rewritten.mlpackage'}"
           f"\n(details: ane-rewrite analyze {out_dir / 'rewritten.mlpackage'})")
-    return 0 if report.ok and shipped_ok else 1
+    return code
 
 
 FP16_MARGIN_DB = 1.0
@@ -193,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     opt.add_argument("--batch", type=int, default=1, help="batch size (1)")
     opt.add_argument("--out", help="output directory (ane_rewrite_out/<source>); its packages are replaced")
     opt.add_argument("--no-verify", action="store_true", help="do not execute the saved packages (fp32, fp16)")
+    opt.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
     ana = sub.add_parser("analyze", help="static ANE readiness report of a saved Core ML model")
     ana.add_argument("path", help="a .mlpackage (ML Program)")
     ana.add_argument("--json", action="store_true", help="print one JSON object (findings, metrics, estimates)")

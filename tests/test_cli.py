@@ -76,3 +76,32 @@ def test_readme_main_command_runs_on_the_default_model(tmp_path):
     embedding = [f for f in report["findings"] if f["rule"] == "gather"]
     assert len(embedding) == 1 and "embedding lookup" in embedding[0]["reason"]
     assert set(report["estimates"]) == {"A14", "A15", "A16", "M1", "M4"}
+
+
+def test_json_holds_the_figures_the_tables_print(tmp_path, capsys):
+    """--json prints one object with stable keys (cli_json.py); its figures are the table's."""
+    args = ["optimize", "tests.zoo:tiny_distilbert_model", "--seq-len", "8", "--out", str(tmp_path)]
+    assert main(args) == 0
+    table, _ = capsys.readouterr()
+    assert main(args + ["--json"]) == 0
+    out, _ = capsys.readouterr()
+    result = json.loads(out)  # the whole of stdout is the object
+    assert result["schema"] == "ane-rewrite.optimize/1" and result["exit_code"] == 0
+    assert set(result) == {"schema", "source", "inputs", "passes", "equivalence", "programs", "executed", "times_s",
+                           "packages", "exit_code"}
+    assert result["inputs"] == {"input_ids": [1, 8], "attention_mask": [1, 8]}
+    base, new = result["programs"]["baseline"], result["programs"]["rewritten"]
+    for label, key in (("linear", "linear"), ("conv (4-D)", "conv_4d"), ("softmax", "softmax"), ("einsum", "einsum"),
+                       ("ops (non-const)", "ops"), ("transpose", "transpose"), ("largest rank", "max_rank")):
+        assert _row(table, label) == (str(base[key]), str(new[key])), label
+    for chip in base["estimates"]:
+        assert _row(table, f"est. latency {chip} (ms)") == (f"{base['estimates'][chip]['latency_ms']:.2f}",
+                                                            f"{new['estimates'][chip]['latency_ms']:.2f}")
+    executed = result["executed"]
+    for precision in ("fp32", "fp16"):
+        shown = _row(table, f"{precision} PSNR vs PyTorch (dB)")
+        assert shown == (f"{executed['baseline'][precision + '_psnr_db']:.1f}",
+                         f"{executed['rewritten'][precision + '_psnr_db']:.1f}")
+    assert executed["ok"] and re.search(rf"PSNR {result['equivalence']['psnr_db']:.1f} dB", table)
+    layout = next(p for p in result["passes"] if p["name"] == "layout")
+    assert layout["counts"]["linear_to_conv"] == 14 and layout["rolled_back"] is None

@@ -1,0 +1,61 @@
+"""``ane-rewrite optimize --json``: what the tables print, as one JSON object (stable keys).
+
+    schema          "ane-rewrite.optimize/1"
+    source          the model source; inputs: {name: shape}
+    passes          [{name, counts: {rule: n}, declined: [{node, rule, reason}], rolled_back: reason | null}]
+    equivalence     {ok, psnr_db, max_rel, draws, divergence}           (the rewrite against the model, PyTorch)
+    programs        {baseline | rewritten: {ops, linear, conv_4d, transpose, reshape, softmax, einsum,
+                     gather, max_rank, findings: {rule: n}, estimates: {chip: {latency_ms, …}}}}
+    executed        null (--no-verify) or {baseline | rewritten: {fp32_psnr_db, fp16_psnr_db, draws,
+                     hazards}, fp16_gap_db, ok}                         (the saved packages, executed here)
+    times_s         {optimize, export_baseline, export_rewritten}
+    packages        {baseline, rewritten}: paths
+    exit_code       0 ok; 1 not equivalent or the rewritten package misses its bars; (2: an error, no JSON)
+
+A non-finite figure (an infinite PSNR of identical outputs) is null.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+SCHEMA = "ane-rewrite.optimize/1"
+PROGRAM_KEYS = ("ops", "linear", "conv_4d", "transpose", "reshape", "softmax", "einsum", "gather", "max_rank")
+
+
+def _num(value):
+    return value if isinstance(value, (int, str)) or value is None or math.isfinite(value) else None
+
+
+def _program(summary: dict, analysis) -> dict:
+    return {**{k: summary[k] for k in PROGRAM_KEYS}, "findings": dict(analysis.by_rule()),
+            "estimates": {chip: {k: _num(v) for k, v in e.items() if k != "chip"} for chip, e in analysis.estimates.items()}}
+
+
+def _executed(artefacts: dict | None, ok: bool) -> dict | None:
+    if artefacts is None:
+        return None
+    sides = {side: {"fp32_psnr_db": _num(round(a["fp32"].psnr, 2)), "fp16_psnr_db": _num(round(a["fp16"].psnr, 2)),
+                    "draws": a["fp32"].draws, "hazards": len(a["hazards"].origins)} for side, a in artefacts.items()}
+    gap = artefacts["rewritten"]["fp16"].psnr - artefacts["baseline"]["fp16"].psnr
+    return {**sides, "fp16_gap_db": _num(round(gap, 2)) if not math.isnan(gap) else None, "ok": ok}
+
+
+def optimize_json(source: str, example, rewritten, report, summaries: dict, analyses: dict, artefacts: dict | None,
+                  shipped_ok: bool, times: dict, packages: dict, exit_code: int) -> str:
+    items = example.items() if isinstance(example, dict) else enumerate(example)
+    passes = [{"name": r.name, "counts": dict(r.counts), "rolled_back": r.rolled_back,
+               "declined": [{"node": d.node, "rule": d.rule, "reason": d.reason} for d in r.declined]}
+              for r in rewritten.ane_report.results]
+    result = {
+        "schema": SCHEMA, "source": source, "inputs": {str(k): list(v.shape) for k, v in items},
+        "passes": passes,
+        "equivalence": {"ok": report.ok, "psnr_db": _num(round(report.psnr, 2)), "max_rel": _num(report.max_rel),
+                        "draws": report.draws, "divergence": report.divergence},
+        "programs": {side: _program(summaries[side], analyses[side]) for side in ("baseline", "rewritten")},
+        "executed": _executed(artefacts, shipped_ok),
+        "times_s": {k: round(v, 2) for k, v in times.items()},
+        "packages": {k: str(v) for k, v in packages.items()},
+        "exit_code": exit_code,
+    }
+    return json.dumps(result, indent=2, allow_nan=False)
