@@ -214,7 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     ana.add_argument("--json", action="store_true", help="print one JSON object (findings, metrics, estimates)")
     ana.add_argument("--chip", action="append", help="chip profile(s) to estimate (default: all)")
     ana.add_argument("--show", type=int, default=3, help="findings shown per rule in the text report (3)")
+    for command in (opt, ana):
+        command.add_argument("-v", "--verbose", action="store_true", help="show every third-party message (quiet.py)")
     args = parser.parse_args(argv)
+    if not args.verbose:
+        from . import quiet
+
+        quiet.install()
     try:
         return run_analyze(args) if args.command == "analyze" else run_optimize(args)
     except AneRewriteError as exc:

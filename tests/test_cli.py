@@ -68,6 +68,8 @@ def test_readme_main_command_runs_on_the_default_model(tmp_path):
     new32 = float(_row(proc.stdout, "fp32 PSNR vs PyTorch (dB)")[1])
     base16, new16 = (float(v) for v in _row(proc.stdout, "fp16 PSNR vs PyTorch (dB)"))
     assert new32 >= 60 and new16 >= base16 - 1.0, proc.stdout[-1500:]
+    noise = [line for line in proc.stderr.splitlines() if not re.match(r"\[\d/\d\] ", line)]
+    assert noise == [], noise  # a default run prints its progress and no third-party warning
     rewritten = tmp_path / "ane_rewrite_out" / "hf_DistilBertForSequenceClassification" / "rewritten.mlpackage"
     proc = subprocess.run(cmd + ["analyze", str(rewritten), "--json"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
