@@ -55,7 +55,7 @@ def run_optimize(args) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from exc
-    n = 5 if args.no_verify else 6
+    n = 5 + (not args.no_verify) + bool(args.compress)
     t = _step(1, n, f"loading {source}")
     model = models.load(source)
     example = models.example_inputs(model, seq_len=args.seq_len, batch=args.batch)
@@ -70,11 +70,18 @@ def run_optimize(args) -> int:
     t = _step(5, n, "exporting the rewritten model with coremltools")
     new_ml = export(rewritten, example, out_dir / "rewritten.mlpackage", progress=False, overwrite=True)
     t_new = time.perf_counter() - t
+    packages = {"baseline": out_dir / "baseline.mlpackage", "rewritten": out_dir / "rewritten.mlpackage"}
+    if args.compress:
+        from .coreml.compress import save_compressed
+
+        _step(6, n, f"compressing the rewritten package's weights ({args.compress})")
+        packages["compressed"] = out_dir / f"rewritten_{args.compress}.mlpackage"
+        save_compressed(new_ml, args.compress, packages["compressed"], overwrite=True)
 
     artefacts = None
     if not args.no_verify:
-        _step(6, n, "executing both packages in fp32 and fp16 (ane_rewrite.runtime)")
-        artefacts = _verify_packages(model, rewritten, example, out_dir)
+        _step(n, n, f"executing the {len(packages)} packages in fp32 and fp16 (ane_rewrite.runtime)")
+        artefacts = _verify_packages(model, rewritten, example, packages)
 
     base, new = mil.summary(mil.program_ops(base_ml)), mil.summary(mil.program_ops(new_ml))
     base_an, new_an = analyze(base_ml), analyze(new_ml)
@@ -86,8 +93,7 @@ def run_optimize(args) -> int:
         print(optimize_json(source, example, rewritten, report, {"baseline": base, "rewritten": new},
                             {"baseline": base_an, "rewritten": new_an}, artefacts, shipped_ok,
                             {"optimize": t_opt, "export_baseline": t_base, "export_rewritten": t_new},
-                            {"baseline": out_dir / "baseline.mlpackage", "rewritten": out_dir / "rewritten.mlpackage"},
-                            code))
+                            packages, code, args.compress))
         return code
     shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in (example.items() if isinstance(example, dict)
                                                              else enumerate(example)))
@@ -119,7 +125,9 @@ def run_optimize(args) -> int:
     print("\n" + _analysis_table(base_an, new_an))
     if artefacts is not None:
         print("\n" + _artefact_table(artefacts))
-    print(f"\nsaved {out_dir / 'baseline.mlpackage'} and {out_dir / 'rewritten.mlpackage'}"
+    if args.compress:
+        print("\n" + _compressed_line(args.compress, packages, artefacts))
+    print(f"\nsaved {', '.join(str(p) for p in packages.values())}"
           f"\n(details: ane-rewrite analyze {out_dir / 'rewritten.mlpackage'})")
     return code
 
@@ -127,18 +135,29 @@ def run_optimize(args) -> int:
 FP16_MARGIN_DB = 1.0
 
 
-def _verify_packages(model, rewritten, example, out_dir: Path) -> dict:
-    """Both saved packages executed in fp32 and fp16 against the PyTorch model, and their fp16 hazards."""
+def _verify_packages(model, rewritten, example, packages: dict) -> dict:
+    """The saved packages executed in fp32 and fp16 against the PyTorch model, and their fp16 hazards."""
     from .runtime.verify import verify_packages
     from .runtime import load
     from .runtime.hazards import fp16_hazards
 
-    exes = {side: load(out_dir / f"{side}.mlpackage") for side in ("baseline", "rewritten")}
-    results = verify_packages(model, {"baseline": (exes["baseline"], None), "rewritten": (exes["rewritten"], rewritten)},
-                              example)
+    exes = {side: load(path) for side, path in packages.items()}
+    results = verify_packages(model, {side: (exe, None if side == "baseline" else rewritten)
+                                      for side, exe in exes.items()}, example)
     for side, exe in exes.items():
         results[side]["hazards"] = fp16_hazards(exe, example)
     return results
+
+
+def _compressed_line(kind: str, packages: dict, artefacts: dict | None) -> str:
+    from .coreml.compress import weights_bytes
+
+    size, full = weights_bytes(packages["compressed"]) / 2**20, weights_bytes(packages["rewritten"]) / 2**20
+    line = f"compressed ({kind}): weights {size:.1f} MiB (rewritten {full:.1f} MiB, {full / size:.2f}× smaller)"
+    if artefacts is not None:
+        line += (f"; executed fp16 PSNR {artefacts['compressed']['fp16'].psnr:.1f} dB "
+                 f"(rewritten {artefacts['rewritten']['fp16'].psnr:.1f} dB) — the compression's accuracy cost")
+    return line
 
 
 def _shipped_ok(artefacts: dict) -> bool:
@@ -209,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     opt.add_argument("--out", help="output directory (ane_rewrite_out/<source>); its packages are replaced")
     opt.add_argument("--no-verify", action="store_true", help="do not execute the saved packages (fp32, fp16)")
     opt.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
+    opt.add_argument("--compress", choices=["palettize4", "palettize6", "int8"],
+                     help="also save the rewritten package with compressed weights, with its size and accuracy")
     ana = sub.add_parser("analyze", help="static ANE readiness report of a saved Core ML model")
     ana.add_argument("path", help="a .mlpackage (ML Program)")
     ana.add_argument("--json", action="store_true", help="print one JSON object (findings, metrics, estimates)")

@@ -9,7 +9,9 @@
     executed        null (--no-verify) or {baseline | rewritten: {fp32_psnr_db, fp16_psnr_db, draws,
                      hazards}, fp16_gap_db, ok}                         (the saved packages, executed here)
     times_s         {optimize, export_baseline, export_rewritten}
-    packages        {baseline, rewritten}: paths
+    compressed      null, or {kind, weights_mib, rewritten_weights_mib, fp32_psnr_db, fp16_psnr_db}
+                    (--compress: the rewritten package's weights compressed, executed here unless --no-verify)
+    packages        {baseline, rewritten[, compressed]}: paths
     exit_code       0 ok; 1 not equivalent or the rewritten package misses its bars; (2: an error, no JSON)
 
 A non-finite figure (an infinite PSNR of identical outputs) is null.
@@ -32,17 +34,34 @@ def _program(summary: dict, analysis) -> dict:
             "estimates": {chip: {k: _num(v) for k, v in e.items() if k != "chip"} for chip, e in analysis.estimates.items()}}
 
 
+def _side(a: dict) -> dict:
+    return {"fp32_psnr_db": _num(round(a["fp32"].psnr, 2)), "fp16_psnr_db": _num(round(a["fp16"].psnr, 2)),
+            "draws": a["fp32"].draws, "hazards": len(a["hazards"].origins)}
+
+
+def _compressed(kind: str | None, packages: dict, artefacts: dict | None) -> dict | None:
+    if kind is None:
+        return None
+    from .coreml.compress import weights_bytes
+
+    out = {"kind": kind, "weights_mib": round(weights_bytes(packages["compressed"]) / 2**20, 2),
+           "rewritten_weights_mib": round(weights_bytes(packages["rewritten"]) / 2**20, 2),
+           "fp32_psnr_db": None, "fp16_psnr_db": None}
+    if artefacts is not None:
+        out.update({k: _side(artefacts["compressed"])[k] for k in ("fp32_psnr_db", "fp16_psnr_db")})
+    return out
+
+
 def _executed(artefacts: dict | None, ok: bool) -> dict | None:
     if artefacts is None:
         return None
-    sides = {side: {"fp32_psnr_db": _num(round(a["fp32"].psnr, 2)), "fp16_psnr_db": _num(round(a["fp16"].psnr, 2)),
-                    "draws": a["fp32"].draws, "hazards": len(a["hazards"].origins)} for side, a in artefacts.items()}
+    sides = {side: _side(artefacts[side]) for side in ("baseline", "rewritten")}
     gap = artefacts["rewritten"]["fp16"].psnr - artefacts["baseline"]["fp16"].psnr
     return {**sides, "fp16_gap_db": _num(round(gap, 2)) if not math.isnan(gap) else None, "ok": ok}
 
 
 def optimize_json(source: str, example, rewritten, report, summaries: dict, analyses: dict, artefacts: dict | None,
-                  shipped_ok: bool, times: dict, packages: dict, exit_code: int) -> str:
+                  shipped_ok: bool, times: dict, packages: dict, exit_code: int, compressed: str | None = None) -> str:
     items = example.items() if isinstance(example, dict) else enumerate(example)
     passes = [{"name": r.name, "counts": dict(r.counts), "rolled_back": r.rolled_back,
                "declined": [{"node": d.node, "rule": d.rule, "reason": d.reason} for d in r.declined]}
@@ -54,6 +73,7 @@ def optimize_json(source: str, example, rewritten, report, summaries: dict, anal
                         "draws": report.draws, "divergence": report.divergence},
         "programs": {side: _program(summaries[side], analyses[side]) for side in ("baseline", "rewritten")},
         "executed": _executed(artefacts, shipped_ok),
+        "compressed": _compressed(compressed, packages, artefacts),
         "times_s": {k: round(v, 2) for k, v in times.items()},
         "packages": {k: str(v) for k, v in packages.items()},
         "exit_code": exit_code,

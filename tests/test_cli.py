@@ -18,7 +18,7 @@ def test_optimize_prints_the_side_by_side_table(tmp_path, capsys):
     code = main(["optimize", "tests.zoo:tiny_distilbert_model", "--seq-len", "16", "--out", str(tmp_path)])
     out, err = capsys.readouterr()
     assert code == 0, out + err
-    assert "[5/6] exporting the rewritten model" in err and "[6/6] executing both packages" in err
+    assert "[5/6] exporting the rewritten model" in err and "[6/6] executing the 2 packages" in err
     assert re.search(r"layout: .*linear_to_conv 14", out)
     assert re.search(r"equivalence\s+PSNR \d+\.\d dB, max rel err \S+ over 3 draws: ok", out)
     assert _row(out, "linear") == ("14", "0")
@@ -89,8 +89,8 @@ def test_json_holds_the_figures_the_tables_print(tmp_path, capsys):
     out, _ = capsys.readouterr()
     result = json.loads(out)  # the whole of stdout is the object
     assert result["schema"] == "ane-rewrite.optimize/1" and result["exit_code"] == 0
-    assert set(result) == {"schema", "source", "inputs", "passes", "equivalence", "programs", "executed", "times_s",
-                           "packages", "exit_code"}
+    assert set(result) == {"schema", "source", "inputs", "passes", "equivalence", "programs", "executed", "compressed",
+                           "times_s", "packages", "exit_code"}
     assert result["inputs"] == {"input_ids": [1, 8], "attention_mask": [1, 8]}
     base, new = result["programs"]["baseline"], result["programs"]["rewritten"]
     for label, key in (("linear", "linear"), ("conv (4-D)", "conv_4d"), ("softmax", "softmax"), ("einsum", "einsum"),
@@ -107,3 +107,19 @@ def test_json_holds_the_figures_the_tables_print(tmp_path, capsys):
     assert executed["ok"] and re.search(rf"PSNR {result['equivalence']['psnr_db']:.1f} dB", table)
     layout = next(p for p in result["passes"] if p["name"] == "layout")
     assert layout["counts"]["linear_to_conv"] == 14 and layout["rolled_back"] is None
+
+
+def test_compress_saves_a_smaller_package_and_reports_its_accuracy(tmp_path, capsys):
+    args = ["optimize", "tests.zoo:tiny_distilbert_model", "--seq-len", "8", "--out", str(tmp_path),
+            "--compress", "palettize4"]
+    assert main(args + ["--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "[6/7] compressing the rewritten package's weights (palettize4)" in err
+    result = json.loads(out)
+    c = result["compressed"]
+    assert c["kind"] == "palettize4" and (tmp_path / "rewritten_palettize4.mlpackage").is_dir()
+    assert c["weights_mib"] < c["rewritten_weights_mib"] / 2.5  # 4-bit indices for the large weights
+    assert 10 < c["fp16_psnr_db"] < result["executed"]["rewritten"]["fp16_psnr_db"]  # a cost, measured
+    assert main(args[:-2] + ["--compress", "int8", "--no-verify"]) == 0
+    out, _ = capsys.readouterr()
+    assert re.search(r"compressed \(int8\): weights \d+\.\d MiB \(rewritten \d+\.\d MiB, \d\.\d\d× smaller\)$", out, re.M)

@@ -13,7 +13,8 @@ captures it. The model is not loaded after conversion (no Core ML runtime on Lin
 ``states`` (a captured graph only): ``{input name: (state name, output index)}`` — inputs that
 are Core ML states, each updated in place by an output (``program.exported_program``); such a
 model targets iOS 18 (states' first release). ``precision="fp32"`` keeps weights and compute in
-fp32 (a reference export; the ANE runs fp16). ``save_multifunction`` puts several converted
+fp32 (a reference export; the ANE runs fp16). ``compress`` ("palettize4", "palettize6", "int8";
+``compress.py``) compresses the weights after conversion. ``save_multifunction`` puts several converted
 models in one package, one function each, weights shared.
 
 ``path``: a ``.mlpackage`` in an existing, writable folder, checked before converting; an
@@ -119,9 +120,14 @@ def _state_types(model, states: dict) -> list:
 
 
 def export(model: torch.nn.Module, example_inputs: Any, path: str | Path | None = None, *,
-           progress: bool = True, overwrite: bool = False, states: dict | None = None, precision: str = "fp16"):
+           progress: bool = True, overwrite: bool = False, states: dict | None = None, precision: str = "fp16",
+           compress: str | None = None):
     import coremltools as ct
 
+    from .compress import COMPRESSIONS, compress as compress_weights
+
+    if compress is not None and compress not in COMPRESSIONS:
+        raise InputError(f"compress must be one of {', '.join(COMPRESSIONS)}, not {compress!r}")
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if path is not None:
@@ -150,6 +156,8 @@ def export(model: torch.nn.Module, example_inputs: Any, path: str | Path | None 
     except Exception as exc:
         raise ExportError(f"coremltools could not convert {type(model).__name__}: "
                           f"{type(exc).__name__}: {exc}") from exc
+    if compress is not None:
+        mlmodel = compress_weights(mlmodel, compress)
     if path is not None:
         _save(mlmodel, path)
     return mlmodel
