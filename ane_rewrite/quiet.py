@@ -28,6 +28,13 @@ KNOWN = {
     # is the same without it.
     r"Core ML embedding \(gather\) layer does not support any inputs besides the weights and indices\. "
     r"Those given will be ignored\.": "padding_idx only matters for training",
+    # coremltools' converter of scikit-learn *models* checks the version at import; ane_rewrite
+    # uses scikit-learn only for the k-means of palettization (compress.py), which works with it.
+    r"scikit-learn version [\w.]+ is not supported\. Minimum required version: [\w.]+\. "
+    r"Maximum required version: [\w.]+\. Disabling scikit-learn conversion API\.": "an unused converter",
+    # kmeans1d is an optional faster solver of the same one-dimensional clustering.
+    r"It would be better to use kmeans1d but that is not available\. Using scikit-learn for K-means\.":
+        "an optional speed-up",
 }
 _PATTERN = re.compile("|".join(f"(?:{p})" for p in KNOWN) + r"\Z")
 

@@ -16,6 +16,9 @@ KNOWN = [
     "Saving value type of int64 into a builtin type of int32, might lose precision!",
     "Core ML embedding (gather) layer does not support any inputs besides the weights and indices. "
     "Those given will be ignored.",
+    "scikit-learn version 1.9.1 is not supported. Minimum required version: 0.17. Maximum required version: 1.5.1. "
+    "Disabling scikit-learn conversion API.",
+    "It would be better to use kmeans1d but that is not available. Using scikit-learn for K-means.",
 ]
 
 
