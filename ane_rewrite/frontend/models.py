@@ -12,10 +12,10 @@
 - ``draw_inputs(example, i)``: random inputs shaped like the example (``verify``'s draws).
 - ``call_options(model)``: keyword arguments that make the original model compute what the
   prepared one computes (used by ``verify``).
-- Causal LMs (``ane_rewrite.generation``): ``check_causal_lm``, ``use_attention`` (route every
-  attention of a copy through a function of ours, by transformers' attention interface),
-  ``causal_logits`` (logits for token ids at given positions, no cache of the model's own) and
-  ``eos_token_ids``.
+- Causal LMs (``ane_rewrite.generation``): ``check_causal_lm``, ``causal_lm_config`` (vocabulary,
+  positions, pad id), ``use_attention`` (route every attention of a copy through a function of
+  ours, by transformers' attention interface), ``causal_logits`` (logits for token ids at given
+  positions, no cache of the model's own) and ``eos_token_ids``.
 """
 from __future__ import annotations
 
@@ -238,8 +238,8 @@ def draw_inputs(example: Any, index: int) -> Any:
 
 
 def check_causal_lm(model: torch.nn.Module) -> None:
-    """A Hugging Face model with a language-modelling head whose attention goes through
-    transformers' attention interface (``config._attn_implementation``)."""
+    """A Hugging Face decoder-only model with a language-modelling head (whether its attention
+    goes through transformers' attention interface is told by the first run: ``use_attention``)."""
     if not _is_hf(model):
         raise InputError(f"optimize_causal_lm takes a Hugging Face causal LM, not {type(model).__name__}")
     if not hasattr(model, "get_output_embeddings") or model.get_output_embeddings() is None:
@@ -273,6 +273,14 @@ def use_attention(model: torch.nn.Module, name: str, attend) -> None:
 
 
 _UNSUPPORTED_ATTENTION = ("s_aux", "sinks", "position_bias", "head_mask")
+
+
+def causal_lm_config(model: torch.nn.Module) -> tuple[int, int | None, int]:
+    """(vocabulary size, positions the model holds or None when unbounded, the pad token id — 0
+    when it has none)."""
+    text = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    pad = getattr(text, "pad_token_id", None)
+    return text.vocab_size, _limit(text, "n_positions", "max_position_embeddings"), 0 if pad is None else pad
 
 
 def causal_logits(model: torch.nn.Module, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:

@@ -129,15 +129,13 @@ def optimize_causal_lm(model: torch.nn.Module, max_len: int = 256, prefill_len: 
     if not (isinstance(max_len, int) and isinstance(prefill_len, int) and 1 <= prefill_len <= max_len):
         raise InputError(f"need 1 ≤ prefill_len ≤ max_len (integers); got prefill_len={prefill_len!r}, "
                          f"max_len={max_len!r}")
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    limit = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    vocab, limit, pad = models.causal_lm_config(model)
     if limit and max_len > limit:
         raise InputError(f"max_len={max_len} exceeds the model's {limit} positions")
     step = CacheStep(models.prepare(copy.deepcopy(model)), max_len)
     channels = step.cache_channels(torch.zeros(1, 1, dtype=torch.long))
     gen = torch.Generator().manual_seed(models.SEED)
     caches = tuple(torch.randn(1, c, 1, max_len, generator=gen) for c in channels for _ in "kv")
-    vocab = config.vocab_size
     options = {"lower_every_attention": True, **options}
     graphs = []
     for tokens in (prefill_len, 1):
@@ -145,6 +143,4 @@ def optimize_causal_lm(model: torch.nn.Module, max_len: int = 256, prefill_len: 
         graphs.append(optimize(step, example, safe=safe, strict=strict, **options))
     prefill, decode = graphs
     _share_parameters(prefill, decode)
-    pad = getattr(config, "pad_token_id", None)
-    return CausalLM(prefill, decode, channels, max_len, prefill_len, models.eos_token_ids(model),
-                    pad if pad is not None else 0)
+    return CausalLM(prefill, decode, channels, max_len, prefill_len, models.eos_token_ids(model), pad)
