@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from .coreml import mil
+from .coreml.compress import COMPRESSIONS
 from .frontend import models
 from .errors import AneRewriteError, ExportError
 
@@ -228,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     opt.add_argument("--out", help="output directory (ane_rewrite_out/<source>); its packages are replaced")
     opt.add_argument("--no-verify", action="store_true", help="do not execute the saved packages (fp32, fp16)")
     opt.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")
-    opt.add_argument("--compress", choices=["palettize4", "palettize6", "int8"],
+    opt.add_argument("--compress", choices=COMPRESSIONS,
                      help="also save the rewritten package with compressed weights, with its size and accuracy")
     ana = sub.add_parser("analyze", help="static ANE readiness report of a saved Core ML model")
     ana.add_argument("path", help="a .mlpackage (ML Program)")

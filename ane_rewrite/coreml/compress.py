@@ -33,12 +33,16 @@ def _config(kind: str):
     return cto.linear_quantize_weights, op
 
 
+def check_kind(kind: str) -> None:
+    if kind not in COMPRESSIONS:
+        raise InputError(f"compress must be one of {', '.join(COMPRESSIONS)}, not {kind!r}")
+
+
 def compress(mlmodel, kind: str):
     """``mlmodel`` with its weights compressed as ``kind`` (one of ``COMPRESSIONS``): a new MLModel."""
     import coremltools.optimize.coreml as cto
 
-    if kind not in COMPRESSIONS:
-        raise InputError(f"compression must be one of {', '.join(COMPRESSIONS)}, not {kind!r}")
+    check_kind(kind)
     fn, op = _config(kind)
     return fn(mlmodel, cto.OptimizationConfig(global_config=op))
 

@@ -124,10 +124,10 @@ def export(model: torch.nn.Module, example_inputs: Any, path: str | Path | None 
            compress: str | None = None):
     import coremltools as ct
 
-    from .compress import COMPRESSIONS, compress as compress_weights
+    from .compress import check_kind, compress as compress_weights
 
-    if compress is not None and compress not in COMPRESSIONS:
-        raise InputError(f"compress must be one of {', '.join(COMPRESSIONS)}, not {compress!r}")
+    if compress is not None:
+        check_kind(compress)  # before converting, not after
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if path is not None:
