@@ -18,22 +18,21 @@ chunk package holds the same layers (and caches) for both functions.
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 from torch.fx import Graph, GraphModule, Node
 
 from ..errors import ExportError
+from .stateful import is_cache_write
 
 
 def _weight_bytes(gm: GraphModule, node: Node, element_bytes: int) -> int:
+    """The bytes of the tensor a get_attr reads, as the export stores it."""
     value = node.meta.get("val")
     if not isinstance(value, torch.Tensor):
-        value = gm.get_parameter(node.target) if node.target in dict(gm.named_parameters()) else None
+        value = operator.attrgetter(node.target)(gm)
     return math.prod(value.shape) * element_bytes if isinstance(value, torch.Tensor) else 0
-
-
-def _reads(node: Node) -> list[Node]:
-    return [a for a in node.all_input_nodes]
 
 
 def _crossings(order: list[Node]) -> list[int]:
@@ -42,7 +41,7 @@ def _crossings(order: list[Node]) -> list[int]:
     index = {n: i for i, n in enumerate(order)}
     delta = [0] * (len(order) + 2)
     for i, n in enumerate(order):
-        if "cache_write" in str(n.target):
+        if is_cache_write(n):
             continue
         last = max([index.get(u, len(order)) for u in n.users] or [i])
         if last > i:
@@ -59,7 +58,7 @@ def plan(gm: GraphModule, max_bytes: int, element_bytes: int = 2) -> list[frozen
     """The weights (get_attr targets) of each chunk, in order; one chunk when all fit."""
     order = _computing(gm)
     crossing = _crossings(order)
-    attrs = [[a for a in _reads(n) if a.op == "get_attr"] for n in order]
+    attrs = [[a for a in n.all_input_nodes if a.op == "get_attr"] for n in order]
     sizes = {a.target: _weight_bytes(gm, a, element_bytes) for reads in attrs for a in reads}
     chunks, start = [], 0
     while start < len(order):
@@ -94,7 +93,7 @@ def cut_positions(gm: GraphModule, chunks: list[frozenset[str]]) -> list[int]:
     crossing = _crossings(order)
     first = {}
     for i, n in enumerate(order):
-        for a in _reads(n):
+        for a in n.all_input_nodes:
             if a.op == "get_attr":
                 first.setdefault(a.target, i)
     cuts, done = [], set()
@@ -126,7 +125,7 @@ def split(gm: GraphModule, cuts: list[int], states: dict[str, tuple[str, int]]) 
     for k in range(len(bounds) - 1):
         inside = order[bounds[k]:bounds[k + 1]]
         members, later = set(inside), set(order[bounds[k + 1]:])
-        external = list(dict.fromkeys(a for n in inside for a in _reads(n) if a not in members))
+        external = list(dict.fromkeys(a for n in inside for a in n.all_input_nodes if a not in members))
         graph, env = Graph(), {}
         for a in sorted(external, key=lambda a: a.op != "placeholder" and a.op != "call_function"):
             # graph inputs and values earlier chunks computed become inputs of the same name; weights stay weights
@@ -144,7 +143,6 @@ def split(gm: GraphModule, cuts: list[int], states: dict[str, tuple[str, int]]) 
             raise ExportError("the step's logits are not computed in its last chunk")
         graph.output(tuple(env[n] for n in outs))
         chunk_states = {n.args[0].name: (states[n.args[0].name][0], i) for i, n in enumerate(outs)
-                        if n.args and isinstance(n.args[0], Node) and n.args[0].name in states
-                        and "cache_write" in str(n.target)}
+                        if is_cache_write(n) and n.args[0].name in states}
         parts.append((GraphModule(gm, graph), chunk_states))
     return parts

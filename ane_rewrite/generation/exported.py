@@ -72,18 +72,21 @@ def _metadata(path) -> dict:
             "chunk": meta.get("ane_rewrite.chunk", "1/1")}
 
 
-def _chain(path) -> list[Path]:
-    """The packages to run in order: the one given, or every chunk of the chain it starts."""
+def _chain(path) -> list[tuple[Path, dict]]:
+    """The packages to run in order, each with its metadata: the one given, or every chunk of the
+    chain it starts."""
     if isinstance(path, (list, tuple)):
-        return [Path(p) for p in path]
+        return [(Path(p), _metadata(p)) for p in path]
     path = Path(path)
     if not path.exists():
         raise ExecutionError(f"no Core ML model at {path}")
-    count = int(_metadata(path)["chunk"].split("/")[1])
+    first = _metadata(path)
+    count = int(first["chunk"].split("/")[1])
     if count == 1:
-        return [path]
+        return [(path, first)]
     stem = path.stem.rsplit("_1of", 1)[0]
-    return chunk_paths(path.with_name(f"{stem}.mlpackage"), count)
+    rest = chunk_paths(path.with_name(f"{stem}.mlpackage"), count)[1:]
+    return [(path, first)] + [(p, _metadata(p)) for p in rest]
 
 
 def generate_exported(path, input_ids: torch.Tensor, max_new_tokens: int = 32, precision: str = "fp32") -> torch.Tensor:
@@ -92,8 +95,7 @@ def generate_exported(path, input_ids: torch.Tensor, max_new_tokens: int = 32, p
     from ..runtime import load
     from .lm import greedy
 
-    paths = _chain(path)
-    metas = [_metadata(p) for p in paths]
+    paths, metas = zip(*_chain(path))
     if [m["chunk"] for m in metas] != [f"{k + 1}/{len(paths)}" for k in range(len(paths))]:
         raise InputError(f"{[str(p) for p in paths]} are chunks {[m['chunk'] for m in metas]}, not one chain in order")
     chain = [{name: load(p, name) for name in FUNCTIONS} for p in paths]

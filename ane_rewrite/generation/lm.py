@@ -23,6 +23,7 @@ from torch.fx import GraphModule
 
 from ..errors import InputError
 from ..frontend import models
+from ..hardware import MAX_WEIGHTS_BYTES
 from ..optimize import optimize
 from .step import CacheStep
 
@@ -58,15 +59,15 @@ class CausalLM:
                           input_ids, max_new_tokens, self.prefill_len, self.max_len, self.eos, self.pad_id)
 
     def export(self, path, *, precision: str = "fp16", overwrite: bool = False, progress: bool = False,
-               max_chunk_bytes: int | None = None) -> list:
+               max_chunk_bytes: int = MAX_WEIGHTS_BYTES) -> list:
         """One ML Program package (iOS 18) with functions ``prefill`` and ``decode`` sharing
         weights, the caches as Core ML states (``stateful.py``) — or, past ``max_chunk_bytes`` of
         weights (1 GB), chunk packages run in sequence (``exported.py``). Returns the paths
         written; ``generate_exported`` runs them."""
-        from .exported import MAX_WEIGHTS_BYTES, export_lm
+        from .exported import export_lm
 
         return export_lm(self, path, precision=precision, overwrite=overwrite, progress=progress,
-                         max_chunk_bytes=max_chunk_bytes or MAX_WEIGHTS_BYTES)
+                         max_chunk_bytes=max_chunk_bytes)
 
 
 def greedy(step, prompt: torch.Tensor, max_new_tokens: int, prefill_len: int, max_len: int, eos: set[int],

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch.fx import GraphModule
+from torch.fx import GraphModule, Node
 
 
 @torch.library.custom_op("ane_rewrite::cache_write", mutates_args=())
@@ -34,6 +34,10 @@ def cache_write(cache: torch.Tensor, update: torch.Tensor, position: torch.Tenso
 @cache_write.register_fake
 def _(cache, update, position):
     return torch.empty_like(cache)
+
+
+def is_cache_write(node: Node) -> bool:
+    return node.op == "call_function" and node.target is torch.ops.ane_rewrite.cache_write.default
 
 
 def state_names(count: int) -> list[str]:

@@ -12,7 +12,7 @@ comes from, and its declared outputs. An op type with no implementation, or with
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,10 +46,7 @@ class Compiled:
     consts: dict[str, Any]
     steps: list[Step]
     declared: dict[str, Out]  # every var the steps write and every const: shape and dtype
-    states: list[str] = None  # the inputs that are states (iOS 18), kept by the caller across calls
-
-    def __post_init__(self):
-        self.states = self.states or []
+    states: list[str] = field(default_factory=list)  # inputs that are states (iOS 18), kept by the caller
 
 
 def _dtype_name(var) -> str:

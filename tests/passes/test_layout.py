@@ -125,21 +125,24 @@ def test_addmm_after_a_head_merge_is_a_BC1S_conv():
     _close(gm, module, example)
 
 
+class TiedLM(nn.Module):
+    """An LM head tied to the embedding table of ``vocab`` rows."""
+
+    def __init__(self, vocab: int):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, 16)
+        self.fc = nn.Linear(16, 16)
+
+    def forward(self, ids):
+        h = torch.tanh(self.fc(self.emb(ids)))
+        return torch.nn.functional.linear(h, self.emb.weight)
+
+
 def test_tied_weight_is_read_as_it_is():
     """A linear whose weight another op also reads (an LM head tied to the embedding) becomes a
     matmul with the 2-D weight on the channels-first layout: its 4-D view would be a second
     copy of the table in the export."""
-    class TiedLM(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.emb = nn.Embedding(50, 16)
-            self.fc = nn.Linear(16, 16)
-
-        def forward(self, ids):
-            h = torch.tanh(self.fc(self.emb(ids)))
-            return torch.nn.functional.linear(h, self.emb.weight)
-
-    module, example = TiedLM().eval(), (torch.randint(0, 50, (2, 7)),)
+    module, example = TiedLM(50).eval(), (torch.randint(0, 50, (2, 7)),)
     gm, result = _run(module, example)
     assert result.counts["linear_to_conv"] == 2 and count(gm, "linear") == 0
     assert count(gm, "conv2d") == 1 and count(gm, "matmul") == 1

@@ -12,7 +12,7 @@ from torch import nn
 
 from ane_rewrite.hardware import MAX_DIM
 from ane_rewrite.passes._wide_heads import pieces
-from tests.passes.test_layout import _close, _run, count
+from tests.passes.test_layout import TiedLM, _close, _run, count
 
 
 @settings(max_examples=50, deadline=None)
@@ -43,16 +43,7 @@ def test_an_lm_head_of_40000_classes_becomes_three_convs_concatenated():
 
 
 def test_a_head_tied_to_the_embedding_is_sliced_in_matmuls():
-    class Tied(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.embed = nn.Embedding(20000, 16)
-            self.mix = nn.Linear(16, 16)
-
-        def forward(self, ids):
-            return nn.functional.linear(self.mix(self.embed(ids)), self.embed.weight)
-
-    module, example = Tied().eval(), (torch.randint(0, 20000, (1, 6)),)
+    module, example = TiedLM(20000).eval(), (torch.randint(0, 20000, (1, 6)),)
     gm, result = _run(module, example)
     assert count(gm, "linear") == 0
     products = [n for n in gm.graph.nodes if n.op == "call_function" and "matmul" in str(n.target)]
