@@ -4,7 +4,8 @@
     ane-rewrite analyze PATH [--json] [--chip NAME ...]
 
 SOURCE is ``hf:<local dir | class name | model type>`` (a local Hugging Face folder may also be
-named alone), ``timm:<model name>`` or ``<python.module>:<factory>``; without it, DistilBERT with an SST-2 head from its default config
+named alone), ``timm:<model name>``, ``<python.module>:<factory>`` or a saved ``torch.export``
+program (``<file>.pt2``, captured with its example inputs, whose shapes it keeps); without it, DistilBERT with an SST-2 head from its default config
 (Apple's case study). The command optimizes, verifies, exports baseline and rewritten models,
 executes both saved packages (``ane_rewrite.runtime``, fp32 and fp16) against the PyTorch model,
 and prints them side by side with their ANE analysis. Exit status 1 when the rewrite is not
@@ -224,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     opt = sub.add_parser("optimize", help="rewrite, verify and export a model next to its baseline")
     opt.add_argument("source", nargs="?", help=f"model source (default {models.DEFAULT_SOURCE})")
-    opt.add_argument("--seq-len", type=int, default=128, help="sequence length for text models (128)")
-    opt.add_argument("--batch", type=int, default=1, help="batch size (1)")
+    opt.add_argument("--seq-len", type=int, help="sequence length for text models (128; a .pt2 program: its own)")
+    opt.add_argument("--batch", type=int, help="batch size (1; a .pt2 program: its own)")
     opt.add_argument("--out", help="output directory (ane_rewrite_out/<source>); its packages are replaced")
     opt.add_argument("--no-verify", action="store_true", help="do not execute the saved packages (fp32, fp16)")
     opt.add_argument("--json", action="store_true", help="print one JSON object instead of the tables")

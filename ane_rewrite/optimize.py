@@ -41,13 +41,14 @@ def _guard(gm: GraphModule, example_inputs: Any) -> Guard:
                          f"{type(exc).__name__}: {exc}") from exc
 
 
-def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int = 128,
-             batch: int = 1, pipeline: Pipeline | None = None, safe: bool = True, strict: bool = False,
+def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int | None = None,
+             batch: int | None = None, pipeline: Pipeline | None = None, safe: bool = True, strict: bool = False,
              **options) -> GraphModule:
     """Capture a copy of ``model`` and rewrite it into the form the ANE runs well.
 
     ``example_inputs``: a tuple of positional arguments or a dict of keyword arguments; when
-    omitted, the model-family adapter builds them (``seq_len`` and ``batch`` for text models).
+    omitted, the model-family adapter builds them (``seq_len``, 128 unless given, and ``batch``,
+    1, for text models; a saved ``.pt2`` program's own).
     The returned GraphModule takes the same inputs (same shapes: capture is static), keeps the
     original parameter names and shapes (``load_state_dict`` of the original works), and
     exposes ``.example_inputs`` (what it was captured with) and ``.ane_report`` (what each

@@ -1,12 +1,14 @@
 """Model-family adapters: the one place that knows Hugging Face and timm.
 
 - ``load(source)`` resolves ``hf:<local dir | class name | model type>`` (or the local
-  directory alone), ``timm:<name>`` and ``<python.module>:<factory>`` to a model (random weights unless a local directory holds them;
-  nothing is downloaded).
+  directory alone), ``timm:<name>``, ``<python.module>:<factory>`` and a saved ``torch.export``
+  program (``<file>.pt2``) to a model (random weights unless a local directory or the program
+  holds them; nothing is downloaded).
 - ``example_inputs(model, seq_len, batch)`` builds inputs: token ids and an attention mask for
   Hugging Face text models, pixel values for vision models (size from the model's config),
   log-mel features for speech encoders (Whisper, Speech2Text), raw audio for wav2vec-style
-  encoders, and decoder token ids for encoder-decoder models.
+  encoders, and decoder token ids for encoder-decoder models; a saved program's own example
+  inputs (its shapes are fixed: another ``seq_len`` or ``batch`` is an error).
 - ``prepare(model)`` readies a (copied) model for capture: Hugging Face models are captured
   with ``use_cache=False``, so a rewritten decoder returns no key/value cache.
 - ``draw_inputs(example, i)``: random inputs shaped like the example (``verify``'s draws).
@@ -22,6 +24,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import types
 from typing import Any
 
 import torch
@@ -79,12 +82,40 @@ def load(source: str) -> torch.nn.Module:
         return _load(source)
 
 
+def _load_exported(path: str) -> torch.nn.Module:
+    """A saved ``torch.export`` program as a module, in the form capture gives, keeping its example
+    inputs. The program was
+    captured in one mode, so train()/eval() change nothing (torch refuses both on it)."""
+    try:
+        program = torch.export.load(path)
+    except Exception as exc:
+        raise SourceError(f"{path} is not a saved torch.export program: {type(exc).__name__}: "
+                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
+    if program.example_inputs is None:
+        raise SourceError(f"{path} holds no example inputs; save the program of torch.export.export"
+                          "(model, args) as it comes (its example inputs are saved with it)")
+    from .capture import decomposition_table, views_as_reshapes
+
+    # in the form capture gives (core ATen but the kept ops, views as reshapes): it converts as it is
+    module = program.run_decompositions(decomposition_table()).module()
+    views_as_reshapes(module)
+    module.train = types.MethodType(lambda self, mode=True: self, module)
+    module.eval = types.MethodType(lambda self: self, module)
+    module.ane_exported_inputs = program.example_inputs
+    return module
+
+
 def _load(source: str) -> torch.nn.Module:
     if os.path.isdir(source):  # a local Hugging Face model folder, named as it is
         return _load_hf(source)
+    if source.endswith(".pt2"):
+        if not os.path.isfile(source):
+            raise SourceError(f"no saved program at {source}")
+        return _load_exported(source)
     kind, sep, name = source.partition(":")
     if not sep or not name:
-        raise SourceError(f"model source {source!r} is not 'hf:NAME', 'timm:NAME' or 'module:factory'")
+        raise SourceError(f"model source {source!r} is not 'hf:NAME', 'timm:NAME', 'module:factory', "
+                          "a local Hugging Face folder or a saved program (.pt2)")
     if kind == "hf":
         return _load_hf(name)
     if kind == "timm":
@@ -164,11 +195,15 @@ def _forward_args(model) -> set[str]:
     return set(inspect.signature(model.forward).parameters)
 
 
-def example_inputs(model: torch.nn.Module, seq_len: int = 128, batch: int = 1) -> dict | tuple:
+def example_inputs(model: torch.nn.Module, seq_len: int | None = None, batch: int | None = None) -> dict | tuple:
     """Inputs to capture ``model`` with: a dict of keyword arguments or a tuple. Hugging Face
-    text models get token ids and an attention mask (``seq_len`` tokens), vision models pixel
-    values, speech encoders (Whisper) log-mel features of their full window; an encoder-decoder
-    model also gets ``decoder_input_ids`` (``seq_len`` tokens, at most the decoder's positions)."""
+    text models get token ids and an attention mask (``seq_len`` tokens, 128 unless given),
+    vision models pixel values, speech encoders (Whisper) log-mel features of their full window;
+    an encoder-decoder model also gets ``decoder_input_ids`` (``seq_len`` tokens, at most the
+    decoder's positions). A saved program (``.pt2``) gives its own, saved with it."""
+    if hasattr(model, "ane_exported_inputs"):
+        return _exported_inputs(model.ane_exported_inputs, seq_len, batch)
+    seq_len, batch = seq_len or 128, batch or 1
     gen = torch.Generator().manual_seed(SEED)
     if _is_hf(model):
         return _hf_inputs(model, seq_len, batch, gen)
@@ -182,6 +217,21 @@ def example_inputs(model: torch.nn.Module, seq_len: int = 128, batch: int = 1) -
         return (torch.randn(batch, channels, height, width, generator=gen),)
     raise InputError(f"cannot build example inputs for {type(model).__name__}: pass example_inputs= "
                      "(a tuple of positional arguments or a dict of keyword arguments)")
+
+
+def _exported_inputs(saved: tuple, seq_len: int | None, batch: int | None) -> dict | tuple:
+    args, kwargs = saved
+    if args and kwargs:
+        raise InputError("the saved program takes positional and keyword inputs together; pass example_inputs=")
+    tensors = [t for t in list(args) + list(kwargs.values()) if isinstance(t, torch.Tensor) and t.dim() > 0]
+    if batch is not None and any(t.shape[0] != batch for t in tensors):
+        raise InputError(f"the saved program was exported for batch {tensors[0].shape[0]} (static shapes); "
+                         f"export it again for batch {batch}")
+    if seq_len is not None and not any(seq_len in t.shape[1:] for t in tensors):
+        shapes = ", ".join(str(tuple(t.shape)) for t in tensors)
+        raise InputError(f"the saved program was exported for inputs {shapes} (static shapes): none has "
+                         f"length {seq_len}; export it again at that length")
+    return dict(kwargs) if kwargs else tuple(args)
 
 
 def prepare(model: torch.nn.Module) -> torch.nn.Module:
