@@ -78,7 +78,7 @@ def run_optimize(args) -> int:
 
         _step(6, n, f"compressing the rewritten package's weights ({args.compress})")
         packages["compressed"] = out_dir / f"rewritten_{args.compress}.mlpackage"
-        save_compressed(new_ml, args.compress, packages["compressed"], overwrite=True)
+        save_compressed(new_ml, args.compress, packages["compressed"], overwrite=True, progress=False)
 
     artefacts = None
     if not args.no_verify:

@@ -115,6 +115,7 @@ def test_compress_saves_a_smaller_package_and_reports_its_accuracy(tmp_path, cap
     assert main(args + ["--json"]) == 0
     out, err = capsys.readouterr()
     assert "[6/7] compressing the rewritten package's weights (palettize4)" in err
+    assert all(line.startswith("[") for line in err.splitlines() if line.strip()), err  # no progress bars
     result = json.loads(out)
     c = result["compressed"]
     assert c["kind"] == "palettize4" and (tmp_path / "rewritten_palettize4.mlpackage").is_dir()

@@ -38,13 +38,19 @@ def check_kind(kind: str) -> None:
         raise InputError(f"compress must be one of {', '.join(COMPRESSIONS)}, not {kind!r}")
 
 
-def compress(mlmodel, kind: str):
-    """``mlmodel`` with its weights compressed as ``kind`` (one of ``COMPRESSIONS``): a new MLModel."""
+def compress(mlmodel, kind: str, progress: bool = True):
+    """``mlmodel`` with its weights compressed as ``kind`` (one of ``COMPRESSIONS``): a new MLModel.
+    ``progress=False`` silences coremltools' progress bars."""
+    import contextlib
+
     import coremltools.optimize.coreml as cto
+
+    from .export import _quiet
 
     check_kind(kind)
     fn, op = _config(kind)
-    return fn(mlmodel, cto.OptimizationConfig(global_config=op))
+    with contextlib.nullcontext() if progress else _quiet():
+        return fn(mlmodel, cto.OptimizationConfig(global_config=op))
 
 
 def weights_bytes(path: str | Path) -> int:
@@ -53,12 +59,12 @@ def weights_bytes(path: str | Path) -> int:
     return sum(f.stat().st_size for f in folder.iterdir()) if folder.is_dir() else 0
 
 
-def save_compressed(mlmodel, kind: str, path: str | Path, overwrite: bool = False):
+def save_compressed(mlmodel, kind: str, path: str | Path, overwrite: bool = False, progress: bool = True):
     """``mlmodel`` compressed as ``kind`` and saved at ``path`` (written aside, then renamed)."""
     from .export import _check_path, _save
 
     path = Path(path)
     _check_path(path, overwrite)
-    compressed = compress(mlmodel, kind)
+    compressed = compress(mlmodel, kind, progress)
     _save(compressed, path)
     return compressed

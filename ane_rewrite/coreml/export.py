@@ -41,19 +41,21 @@ from .program import exported_program, is_captured
 
 @contextlib.contextmanager
 def _quiet():
-    """coremltools draws tqdm bars over the torch frontend and each MIL pipeline, with no switch."""
+    """coremltools draws tqdm bars over the torch frontend, each MIL pipeline and each weight
+    compression pass, with no switch."""
     from coremltools.converters.mil.frontend.torch import ops
     from coremltools.converters.mil.mil.passes import pass_pipeline
+    from coremltools.optimize.coreml import _post_training_quantization as ptq, _quantization_passes as qp
 
     def passthrough(iterable, *args, **kwargs):
         return iterable
 
-    saved = ops._tqdm, pass_pipeline.tqdm
-    ops._tqdm = pass_pipeline.tqdm = passthrough
+    saved = ops._tqdm, pass_pipeline.tqdm, ptq.tqdm, qp.tqdm
+    ops._tqdm = pass_pipeline.tqdm = ptq.tqdm = qp.tqdm = passthrough
     try:
         yield
     finally:
-        ops._tqdm, pass_pipeline.tqdm = saved
+        ops._tqdm, pass_pipeline.tqdm, ptq.tqdm, qp.tqdm = saved
 
 
 def _check_inputs(gm, example_inputs: Any) -> None:
@@ -157,7 +159,7 @@ def export(model: torch.nn.Module, example_inputs: Any, path: str | Path | None 
         raise ExportError(f"coremltools could not convert {type(model).__name__}: "
                           f"{type(exc).__name__}: {exc}") from exc
     if compress is not None:
-        mlmodel = compress_weights(mlmodel, compress)
+        mlmodel = compress_weights(mlmodel, compress, progress)
     if path is not None:
         _save(mlmodel, path)
     return mlmodel
