@@ -11,6 +11,8 @@
         a KV cache in the (B, C, 1, S) layout, lm.generate(input_ids, max_new_tokens) (greedy),
         lm.export(path) → one stateful multifunction package (prefill, decode)
     generate_exported(path, input_ids, max_new_tokens) → greedy tokens of that package, executed here
+    optimize_lengths(model, seq_lens) → Lengths: rewritten per length; .export(path) → one package
+        with a function per length (seq_<N>), weights shared; .verify_package(path) per length
 """
 from ._source_tree import map_passes as _map_passes
 
@@ -43,11 +45,12 @@ def export(model, example_inputs, path=None, **options):
     return _export(model, example_inputs, path, **options)
 
 
-def analyze(model, profiles=None):
-    """Static ANE readiness report of a Core ML ML Program (see ``ane_rewrite.analysis``)."""
+def analyze(model, profiles=None, function=None):
+    """Static ANE readiness report of a Core ML ML Program, or of one ``function`` of a
+    multifunction one (see ``ane_rewrite.analysis``)."""
     from .analysis.report import analyze as _analyze
 
-    return _analyze(model, profiles)
+    return _analyze(model, profiles, function=function)
 
 
 def execute(model, inputs, precision: str = "fp16"):
@@ -69,6 +72,13 @@ def generate_exported(path, input_ids, max_new_tokens: int = 32, precision: str 
     from .generation import generate_exported as _generate_exported
 
     return _generate_exported(path, input_ids, max_new_tokens, precision)
+
+
+def optimize_lengths(model, seq_lens, **options):
+    """``model`` rewritten for each sequence length, exported as one package (see ``ane_rewrite.lengths``)."""
+    from .lengths import optimize_lengths as _optimize_lengths
+
+    return _optimize_lengths(model, seq_lens, **options)
 
 
 def fp16_hazards(model, inputs):

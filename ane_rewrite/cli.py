@@ -1,7 +1,7 @@
 """ane-rewrite: the command line.
 
-    ane-rewrite optimize [SOURCE] [--seq-len N] [--batch B] [--out DIR] [--no-verify] [--json]
-    ane-rewrite analyze PATH [--json] [--chip NAME ...]
+    ane-rewrite optimize [SOURCE] [--seq-len N [N ...]] [--batch B] [--out DIR] [--no-verify] [--json]
+    ane-rewrite analyze PATH [--json] [--chip NAME ...] [--function NAME]
 
 SOURCE is ``hf:<local dir | class name | model type>`` (a local Hugging Face folder may also be
 named alone), ``timm:<model name>``, ``<python.module>:<factory>`` or a saved ``torch.export``
@@ -11,7 +11,8 @@ executes both saved packages (``ane_rewrite.runtime``, fp32 and fp16) against th
 and prints them side by side with their ANE analysis. Exit status 1 when the rewrite is not
 equivalent, when the rewritten package in fp32 is below its bar (60 dB), or when its fp16 PSNR
 is more than 1 dB below the baseline package's; ``--no-verify`` skips executing the packages;
-``--json`` prints one JSON object instead of the tables (its keys: ``cli_json.py``). ``analyze``
+``--json`` prints one JSON object instead of the tables (its keys: ``cli_json.py``). Several
+``--seq-len`` values: one package per side holding a function per length (``cli_lengths.py``). ``analyze``
 reads a saved .mlpackage: findings by ANE placement rule, metrics, and estimates (analytic, not
 measured) per chip profile; ``--json`` prints one JSON object.
 
@@ -57,10 +58,14 @@ def run_optimize(args) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from exc
+    if args.seq_len and len(args.seq_len) > 1:
+        from .cli_lengths import run_optimize_lengths
+
+        return run_optimize_lengths(args, source, out_dir)
     n = 5 + (not args.no_verify) + bool(args.compress)
     t = _step(1, n, f"loading {source}")
     model = models.load(source)
-    example = models.example_inputs(model, seq_len=args.seq_len, batch=args.batch)
+    example = models.example_inputs(model, seq_len=args.seq_len[0] if args.seq_len else None, batch=args.batch)
     t = _step(2, n, "capturing and rewriting")
     rewritten = optimize(model, example)
     t_opt = time.perf_counter() - t
@@ -211,11 +216,17 @@ def _analysis_table(base, new) -> str:
 def run_analyze(args) -> int:
     from .analysis import analyze, format_analysis
 
-    result = analyze(args.path, tuple(args.chip) if args.chip else None)
+    result = analyze(args.path, tuple(args.chip) if args.chip else None, function=args.function)
     if args.json:
         print(result.to_json())
     else:
-        print(f"ane-rewrite analyze {args.path}\n")
+        from .coreml.mil import function_names
+
+        names = function_names(args.path)
+        if len(names) > 1:
+            print(f"ane-rewrite analyze {args.path}  (function {args.function or names[0]} of {', '.join(names)})\n")
+        else:
+            print(f"ane-rewrite analyze {args.path}\n")
         print(format_analysis(result, max_per_rule=args.show))
     return 0
 
@@ -225,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     opt = sub.add_parser("optimize", help="rewrite, verify and export a model next to its baseline")
     opt.add_argument("source", nargs="?", help=f"model source (default {models.DEFAULT_SOURCE})")
-    opt.add_argument("--seq-len", type=int, help="sequence length for text models (128; a .pt2 program: its own)")
+    opt.add_argument("--seq-len", type=int, nargs="+", metavar="N",
+                     help="sequence length for text models (128; a .pt2 program: its own); several lengths: "
+                          "one package per side with a function per length (seq_<N>)")
     opt.add_argument("--batch", type=int, help="batch size (1; a .pt2 program: its own)")
     opt.add_argument("--out", help="output directory (ane_rewrite_out/<source>); its packages are replaced")
     opt.add_argument("--no-verify", action="store_true", help="do not execute the saved packages (fp32, fp16)")
@@ -237,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     ana.add_argument("--json", action="store_true", help="print one JSON object (findings, metrics, estimates)")
     ana.add_argument("--chip", action="append", help="chip profile(s) to estimate (default: all)")
     ana.add_argument("--show", type=int, default=3, help="findings shown per rule in the text report (3)")
+    ana.add_argument("--function", help="the function of a multifunction package (its default one)")
     for command in (opt, ana):
         command.add_argument("-v", "--verbose", action="store_true", help="show every third-party message (quiet.py)")
     args = parser.parse_args(argv)

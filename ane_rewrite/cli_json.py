@@ -62,6 +62,12 @@ def _executed(artefacts: dict | None, ok: bool) -> dict | None:
 
 def optimize_json(source: str, example, rewritten, report, summaries: dict, analyses: dict, artefacts: dict | None,
                   shipped_ok: bool, times: dict, packages: dict, exit_code: int, compressed: str | None = None) -> str:
+    return json.dumps(optimize_object(source, example, rewritten, report, summaries, analyses, artefacts, shipped_ok,
+                                      times, packages, exit_code, compressed), indent=2, allow_nan=False)
+
+
+def optimize_object(source: str, example, rewritten, report, summaries: dict, analyses: dict, artefacts: dict | None,
+                    shipped_ok: bool, times: dict, packages: dict, exit_code: int, compressed: str | None = None) -> dict:
     items = example.items() if isinstance(example, dict) else enumerate(example)
     passes = [{"name": r.name, "counts": dict(r.counts), "rolled_back": r.rolled_back,
                "declined": [{"node": d.node, "rule": d.rule, "reason": d.reason} for d in r.declined]}
@@ -78,4 +84,4 @@ def optimize_json(source: str, example, rewritten, report, summaries: dict, anal
         "packages": {k: str(v) for k, v in packages.items()},
         "exit_code": exit_code,
     }
-    return json.dumps(result, indent=2, allow_nan=False)
+    return result

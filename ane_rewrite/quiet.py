@@ -48,10 +48,15 @@ _FILTER = KnownMessages()
 
 
 def install() -> None:
-    """Silence the messages of ``KNOWN`` (idempotent), and numpy's overflow warning from
-    coremltools' range analysis of fp16 constants (it casts ±inf bounds to fp16 on purpose)."""
+    """Silence the messages of ``KNOWN`` (idempotent), numpy's overflow warning from coremltools'
+    range analysis of fp16 constants (it casts ±inf bounds to fp16 on purpose), and numpy's
+    invalid-value warnings of coremltools' int8 quantization of a channel that is all zeros (an
+    embedding's padding row): its scale is 0, so 0 / 0 is NaN, cast to some int8 — and the
+    channel dequantizes to that int8 × 0 = 0, exactly what it held."""
     logger = logging.getLogger("coremltools")
     if _FILTER not in logger.filters:
         logger.addFilter(_FILTER)
     warnings.filterwarnings("ignore", message="overflow encountered in cast", category=RuntimeWarning,
                             module=r"coremltools\.converters\.mil\.mil\.(passes\.defs\.optimize_repeat_ops|ops\.defs\.iOS15\.elementwise_unary)")
+    warnings.filterwarnings("ignore", message="invalid value encountered in (divide|cast)", category=RuntimeWarning,
+                            module=r"coremltools\.optimize\._utils")

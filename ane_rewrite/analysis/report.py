@@ -103,10 +103,12 @@ def _metrics(prog: Program) -> dict:
     }
 
 
-def analyze(model, profiles: tuple[str, ...] | None = None, fitted: dict | None = None) -> Analysis:
+def analyze(model, profiles: tuple[str, ...] | None = None, fitted: dict | None = None,
+            function: str | None = None) -> Analysis:
     """``model``: an MLModel, its spec, or the path of a saved .mlpackage / .mlmodel;
     ``profiles``: chip names of ``hardware.CHIPS`` (all by default); ``fitted``: trial values
-    of the estimator's fitted parameters (the calibration uses it)."""
+    of the estimator's fitted parameters (the calibration uses it); ``function``: the function
+    of a multifunction program (its default one unless named)."""
     try:
         spec = load_spec(model)
     except Exception as e:  # noqa: BLE001 - re-raised with the cause named
@@ -114,7 +116,7 @@ def analyze(model, profiles: tuple[str, ...] | None = None, fitted: dict | None 
     if spec.WhichOneof("Type") != "mlProgram":
         raise InputError("not an ML Program (neuralnetwork models have no MIL program to analyze); "
                          "export with convert_to='mlprogram'")
-    prog = Program(program_ops(spec), program_inputs(spec))
+    prog = Program(program_ops(spec, function), program_inputs(spec, function))
     findings = _findings(prog)
     off_ane = {f.op for f in findings if f.severity == "off_ane"}
     channels_last = {f.op for f in findings if f.rule == "channels_last_linear"}

@@ -14,8 +14,10 @@ captures it. The model is not loaded after conversion (no Core ML runtime on Lin
 are Core ML states, each updated in place by an output (``program.exported_program``); such a
 model targets iOS 18 (states' first release). ``precision="fp32"`` keeps weights and compute in
 fp32 (a reference export; the ANE runs fp16). ``compress`` ("palettize4", "palettize6", "int8";
-``compress.py``) compresses the weights after conversion. ``save_multifunction`` puts several converted
-models in one package, one function each, weights shared.
+``compress.py``) compresses the weights after conversion. ``ios18=True`` targets iOS 18 (a
+multifunction package of compressed weights needs it: coremltools joins no iOS 16 ``constexpr``
+op). ``save_multifunction`` puts several converted models in one package, one function each,
+weights shared.
 
 ``path``: a ``.mlpackage`` in an existing, writable folder, checked before converting; an
 existing package is an error unless ``overwrite=True``. The package is written aside and renamed
@@ -123,7 +125,7 @@ def _state_types(model, states: dict) -> list:
 
 def export(model: torch.nn.Module, example_inputs: Any, path: str | Path | None = None, *,
            progress: bool = True, overwrite: bool = False, states: dict | None = None, precision: str = "fp16",
-           compress: str | None = None):
+           compress: str | None = None, ios18: bool = False):
     import coremltools as ct
 
     from .compress import check_kind, compress as compress_weights
@@ -150,7 +152,7 @@ def export(model: torch.nn.Module, example_inputs: Any, path: str | Path | None 
                 program,
                 convert_to="mlprogram",
                 compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
-                minimum_deployment_target=ct.target.iOS18 if states else ct.target.iOS16,
+                minimum_deployment_target=ct.target.iOS18 if states or ios18 else ct.target.iOS16,
                 skip_model_load=True,
                 pass_pipeline=fusion.pipeline(),
                 **stateful,
@@ -166,7 +168,7 @@ def export(model: torch.nn.Module, example_inputs: Any, path: str | Path | None 
 
 
 def save_multifunction(functions: dict[str, Any], path: str | Path, default: str, *, overwrite: bool = False,
-                       metadata: dict[str, str] | None = None) -> None:
+                       metadata: dict[str, str] | None = None, progress: bool = False) -> None:
     """Several converted models (``{function name: MLModel}``, each with one function ``main``)
     saved as one package, one function each; weights they share are stored once. ``metadata``:
     the package's user-defined metadata (the functions' own is not carried over by coremltools)."""
@@ -187,7 +189,8 @@ def save_multifunction(functions: dict[str, Any], path: str | Path, default: str
         desc.default_function_name = default
         joined = Path(tmp) / "joined.mlpackage"
         try:
-            ct.utils.save_multifunction(desc, str(joined))
+            with contextlib.nullcontext() if progress else _quiet():
+                ct.utils.save_multifunction(desc, str(joined))
         except Exception as exc:
             raise ExportError(f"coremltools could not join {sorted(functions)}: {type(exc).__name__}: {exc}") from exc
         joined_model = ct.models.MLModel(str(joined), skip_model_load=True)

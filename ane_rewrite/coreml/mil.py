@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ..errors import InputError
+
 RESHAPE_FAMILY = ("reshape", "expand_dims", "squeeze", "reshape_like")
 
 
@@ -69,18 +71,35 @@ def load_spec(model):
     return model.get_spec() if hasattr(model, "get_spec") else model
 
 
-def program_inputs(model) -> list[MilValue]:
-    """The ``main`` function's inputs (a dimension of -1 is flexible)."""
+def function_names(model) -> list[str]:
+    """The functions of an ML Program, the default one first."""
     spec = load_spec(model)
-    return [_value(v) for v in spec.mlProgram.functions["main"].inputs]
+    default = spec.description.defaultFunctionName or "main"
+    return sorted(spec.mlProgram.functions, key=lambda name: (name != default, name))
 
 
-def program_ops(model) -> list[MilOp]:
-    """Every op of the ``main`` function (nested blocks included), in program order.
+def _function(spec, function: str | None):
+    """A function of the program: ``function``, else the default one (``main`` in a
+    one-function program)."""
+    name = function or spec.description.defaultFunctionName or "main"
+    if name not in spec.mlProgram.functions:
+        raise InputError(f"the program has no function {name!r}; its functions: {sorted(spec.mlProgram.functions)}")
+    return spec.mlProgram.functions[name]
+
+
+def program_inputs(model, function: str | None = None) -> list[MilValue]:
+    """A function's inputs (the default one's unless named; a dimension of -1 is flexible)."""
+    spec = load_spec(model)
+    return [_value(v) for v in _function(spec, function).inputs]
+
+
+def program_ops(model, function: str | None = None) -> list[MilOp]:
+    """Every op of a function (the default one unless named; nested blocks included), in
+    program order.
 
     ``model``: an MLModel, its spec, or the path of a saved .mlpackage."""
     spec = load_spec(model)
-    fn = spec.mlProgram.functions["main"]
+    fn = _function(spec, function)
     ops: list[MilOp] = []
     _walk(fn.block_specializations[fn.opset], ops)
     return ops

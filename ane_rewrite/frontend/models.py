@@ -24,12 +24,13 @@ from __future__ import annotations
 import importlib
 import math
 import os
-import types
 from typing import Any
 
 import torch
 
 from ..errors import InputError, SourceError
+from .draws import draw_inputs  # noqa: F401 - the adapter's API: verify's draws
+from .saved_program import load_saved_program, saved_program_inputs
 
 DEFAULT_SOURCE = "hf:DistilBertForSequenceClassification"
 SEED = 0
@@ -82,36 +83,13 @@ def load(source: str) -> torch.nn.Module:
         return _load(source)
 
 
-def _load_exported(path: str) -> torch.nn.Module:
-    """A saved ``torch.export`` program as a module, in the form capture gives, keeping its example
-    inputs. The program was
-    captured in one mode, so train()/eval() change nothing (torch refuses both on it)."""
-    try:
-        program = torch.export.load(path)
-    except Exception as exc:
-        raise SourceError(f"{path} is not a saved torch.export program: {type(exc).__name__}: "
-                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from exc
-    if program.example_inputs is None:
-        raise SourceError(f"{path} holds no example inputs; save the program of torch.export.export"
-                          "(model, args) as it comes (its example inputs are saved with it)")
-    from .capture import decomposition_table, views_as_reshapes
-
-    # in the form capture gives (core ATen but the kept ops, views as reshapes): it converts as it is
-    module = program.run_decompositions(decomposition_table()).module()
-    views_as_reshapes(module)
-    module.train = types.MethodType(lambda self, mode=True: self, module)
-    module.eval = types.MethodType(lambda self: self, module)
-    module.ane_exported_inputs = program.example_inputs
-    return module
-
-
 def _load(source: str) -> torch.nn.Module:
     if os.path.isdir(source):  # a local Hugging Face model folder, named as it is
         return _load_hf(source)
     if source.endswith(".pt2"):
         if not os.path.isfile(source):
             raise SourceError(f"no saved program at {source}")
-        return _load_exported(source)
+        return load_saved_program(source)
     kind, sep, name = source.partition(":")
     if not sep or not name:
         raise SourceError(f"model source {source!r} is not 'hf:NAME', 'timm:NAME', 'module:factory', "
@@ -202,7 +180,7 @@ def example_inputs(model: torch.nn.Module, seq_len: int | None = None, batch: in
     an encoder-decoder model also gets ``decoder_input_ids`` (``seq_len`` tokens, at most the
     decoder's positions). A saved program (``.pt2``) gives its own, saved with it."""
     if hasattr(model, "ane_exported_inputs"):
-        return _exported_inputs(model.ane_exported_inputs, seq_len, batch)
+        return saved_program_inputs(model.ane_exported_inputs, seq_len, batch)
     seq_len, batch = seq_len or 128, batch or 1
     gen = torch.Generator().manual_seed(SEED)
     if _is_hf(model):
@@ -217,21 +195,6 @@ def example_inputs(model: torch.nn.Module, seq_len: int | None = None, batch: in
         return (torch.randn(batch, channels, height, width, generator=gen),)
     raise InputError(f"cannot build example inputs for {type(model).__name__}: pass example_inputs= "
                      "(a tuple of positional arguments or a dict of keyword arguments)")
-
-
-def _exported_inputs(saved: tuple, seq_len: int | None, batch: int | None) -> dict | tuple:
-    args, kwargs = saved
-    if args and kwargs:
-        raise InputError("the saved program takes positional and keyword inputs together; pass example_inputs=")
-    tensors = [t for t in list(args) + list(kwargs.values()) if isinstance(t, torch.Tensor) and t.dim() > 0]
-    if batch is not None and any(t.shape[0] != batch for t in tensors):
-        raise InputError(f"the saved program was exported for batch {tensors[0].shape[0]} (static shapes); "
-                         f"export it again for batch {batch}")
-    if seq_len is not None and not any(seq_len in t.shape[1:] for t in tensors):
-        shapes = ", ".join(str(tuple(t.shape)) for t in tensors)
-        raise InputError(f"the saved program was exported for inputs {shapes} (static shapes): none has "
-                         f"length {seq_len}; export it again at that length")
-    return dict(kwargs) if kwargs else tuple(args)
 
 
 def prepare(model: torch.nn.Module) -> torch.nn.Module:
@@ -251,40 +214,6 @@ def call_options(model: torch.nn.Module, example: Any) -> dict:
     if _is_hf(model) and getattr(model.config, "use_cache", False) and isinstance(example, dict):
         return {"use_cache": False}
     return {}
-
-
-def draw_inputs(example: Any, index: int) -> Any:
-    """Draw ``index`` of inputs shaped like ``example``; draw 0 is the example itself.
-
-    Floats: standard normal. Integers: uniform between the example's min and max (token ids
-    stay in the vocabulary). Integers that are all 0 or 1 are masks, each row of a random
-    length (at least 1), as a tokenizer pads: right-padded (ones, then zeros) in odd draws; in
-    even ones the first row (and every other) left-padded (zeros, then ones: a decoder's batch,
-    where a causal mask leaves the padded queries without a key), the others right-padded."""
-    if index == 0:
-        return example
-    from torch.utils import _pytree as pytree
-
-    gen = torch.Generator().manual_seed(1000 + index)
-
-    def draw(t):
-        if not isinstance(t, torch.Tensor) or t.dtype == torch.bool:
-            return t
-        if t.is_floating_point():
-            return torch.randn(t.shape, generator=gen, dtype=t.dtype)
-        low, high = int(t.min()), int(t.max())
-        if low >= 0 and high <= 1 and t.dim() >= 1 and t.shape[-1] > 0:
-            length = t.shape[-1]
-            kept = torch.randint(1, length + 1, t.shape[:-1] + (1,), generator=gen)
-            right = (torch.arange(length) < kept).to(t.dtype)
-            if index % 2:
-                return right
-            left = (torch.arange(length) >= length - kept).to(t.dtype)
-            rows = torch.arange(t.shape[0] if t.dim() > 1 else 1).reshape(-1, *[1] * (t.dim() - 1))
-            return torch.where(rows % 2 == 0, left, right) if t.dim() > 1 else left
-        return torch.randint(low, high + 1, t.shape, generator=gen, dtype=t.dtype)
-
-    return pytree.tree_map(draw, example)
 
 
 def check_causal_lm(model: torch.nn.Module) -> None:

@@ -58,7 +58,7 @@ def export_lm(lm, path, *, precision: str = "fp16", overwrite: bool = False, pro
                                   states=parts[name][k][1], precision=precision) for name in FUNCTIONS}
         metadata = {"ane_rewrite.eos": json.dumps(sorted(lm.eos)), "ane_rewrite.pad": str(lm.pad_id),
                     "ane_rewrite.chunk": f"{k + 1}/{len(paths)}"}
-        save_multifunction(converted, p, default="decode", overwrite=overwrite, metadata=metadata)
+        save_multifunction(converted, p, default="decode", overwrite=overwrite, metadata=metadata, progress=progress)
     return paths
 
 

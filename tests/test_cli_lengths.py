@@ -1,0 +1,63 @@
+"""`ane-rewrite optimize --seq-len N1 N2`: one package per side, a function per length, each
+length verified and executed; the JSON object holds the figures the table prints."""
+import contextlib
+import io
+import json
+import re
+
+import pytest
+
+from ane_rewrite.cli import main
+from ane_rewrite.coreml.mil import function_names
+
+ARGS = ["optimize", "tests.zoo:tiny_distilbert_model", "--seq-len", "16", "32"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli_lengths")
+    results = {}
+    for kind, extra in (("json", ["--json", "--compress", "int8"]), ("text", ["--no-verify"])):
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = main(ARGS + ["--out", str(out / kind)] + extra)
+        results[kind] = (code, stdout.getvalue(), stderr.getvalue(), out / kind)
+    return results
+
+
+def test_the_json_run_verifies_and_executes_every_length(runs):
+    code, out, err, folder = runs["json"]
+    assert code == 0, out + err
+    assert all(line.startswith("[") for line in err.splitlines() if line.strip()), err  # progress only
+    result = json.loads(out)
+    assert result["schema"] == "ane-rewrite.optimize-lengths/1" and result["seq_lens"] == [16, 32]
+    assert [r["function"] for r in result["lengths"]] == ["seq_16", "seq_32"]
+    for r in result["lengths"]:
+        n = r["seq_len"]
+        assert r["inputs"] == {"input_ids": [1, n], "attention_mask": [1, n]}
+        assert r["equivalence"]["ok"] and r["programs"]["rewritten"]["linear"] == 0
+        executed = r["executed"]
+        assert executed["ok"] and executed["rewritten"]["fp32_psnr_db"] >= 60 and executed["fp16_gap_db"] >= -1
+        assert 30 < r["compressed_fp16_psnr_db"] < executed["rewritten"]["fp16_psnr_db"]  # int8's cost, measured
+    assert result["compressed"]["weights_mib"] < result["compressed"]["rewritten_weights_mib"] / 1.5
+    for side in ("baseline", "rewritten", "compressed"):
+        assert function_names(result["packages"][side]) == ["seq_16", "seq_32"]
+
+
+def test_the_table_prints_the_figures_of_the_json(runs):
+    _, out, _, _ = runs["json"]
+    code, text, _, _ = runs["text"]
+    assert code == 0, text
+    result = json.loads(out)
+    blocks = re.split(r"^  (\d+) \(seq_\d+\)\s*$", text, flags=re.M)[1:]
+    assert [int(n) for n in blocks[::2]] == [16, 32]
+    for r, block in zip(result["lengths"], blocks[1::2]):
+        programs = r["programs"]
+        for key, label in (("ops", "ops \\(non-const\\)"), ("linear", "linear"), ("softmax", "softmax")):
+            m = re.search(rf"^    {label}\s+(\d+)\s+(\d+)$", block, re.M)
+            assert m and (int(m[1]), int(m[2])) == (programs["baseline"][key], programs["rewritten"][key]), key
+        m = re.search(r"^    est\. latency (\w+) \(ms\)\s+(\S+)\s+(\S+)$", block, re.M)
+        assert m, block
+        for side, shown in (("baseline", m[2]), ("rewritten", m[3])):
+            assert shown == f"{programs[side]['estimates'][m[1]]['latency_ms']:.2f}"
+        assert re.search(rf"^    equivalence PSNR \(dB\)\s+-\s+{r['equivalence']['psnr_db']:.1f}$", block, re.M)
