@@ -2,6 +2,7 @@
 
     ane-rewrite optimize [SOURCE] [--seq-len N [N ...]] [--batch B] [--out DIR] [--no-verify] [--json]
     ane-rewrite analyze PATH [--json] [--chip NAME ...] [--function NAME]
+    ane-rewrite report PATH [--baseline PATH] [--function NAME] [--out FILE] [--draws N] [--no-execute]
 
 SOURCE is ``hf:<local dir | class name | model type>`` (a local Hugging Face folder may also be
 named alone), ``timm:<model name>``, ``<python.module>:<factory>`` or a saved ``torch.export``
@@ -14,7 +15,8 @@ is more than 1 dB below the baseline package's; ``--no-verify`` skips executing 
 ``--json`` prints one JSON object instead of the tables (its keys: ``cli_json.py``). Several
 ``--seq-len`` values: one package per side holding a function per length (``cli_lengths.py``). ``analyze``
 reads a saved .mlpackage: findings by ANE placement rule, metrics, and estimates (analytic, not
-measured) per chip profile; ``--json`` prints one JSON object.
+measured) per chip profile; ``--json`` prints one JSON object. ``report`` writes one
+self-contained HTML page of a package (beside its baseline): ``analysis/html.py``.
 
 Exit status: 0 done and within the bars; 1 the rewrite is not equivalent or the rewritten
 package misses its bars (the results are still printed and saved); 2 an error (bad source,
@@ -231,6 +233,19 @@ def run_analyze(args) -> int:
     return 0
 
 
+def run_report(args) -> int:
+    from .analysis.html import report_html
+
+    page = report_html(args.path, args.baseline, args.function, args.draws, execute=not args.no_execute)
+    out = Path(args.out or Path(args.path).with_name(Path(args.path).stem + "_report.html"))
+    try:
+        out.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise ExportError(f"cannot write the report {out}: {exc.strerror or exc}") from exc
+    print(out)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ane-rewrite", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -251,7 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     ana.add_argument("--chip", action="append", help="chip profile(s) to estimate (default: all)")
     ana.add_argument("--show", type=int, default=3, help="findings shown per rule in the text report (3)")
     ana.add_argument("--function", help="the function of a multifunction package (its default one)")
-    for command in (opt, ana):
+    rep = sub.add_parser("report", help="one self-contained HTML page: analysis, chart, executed figures")
+    rep.add_argument("path", help="a .mlpackage (ML Program)")
+    rep.add_argument("--baseline", help="the baseline .mlpackage, shown beside it")
+    rep.add_argument("--function", help="the function of a multifunction package (its default one)")
+    rep.add_argument("--out", help="the HTML file (default: <package>_report.html beside the package)")
+    rep.add_argument("--draws", type=int, default=4, help="input draws the packages are executed on (4)")
+    rep.add_argument("--no-execute", action="store_true", help="static analysis only")
+    for command in (opt, ana, rep):
         command.add_argument("-v", "--verbose", action="store_true", help="show every third-party message (quiet.py)")
     args = parser.parse_args(argv)
     if not args.verbose:
@@ -259,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
 
         quiet.install()
     try:
-        return run_analyze(args) if args.command == "analyze" else run_optimize(args)
+        return {"analyze": run_analyze, "report": run_report, "optimize": run_optimize}[args.command](args)
     except AneRewriteError as exc:
         print(f"ane-rewrite: error: {exc}", file=sys.stderr)
         return 2

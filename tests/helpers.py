@@ -27,3 +27,16 @@ def doc_anchors(markdown: str) -> set[str]:
 
     heads = re.findall(r"^#+\s+(.+)$", markdown, flags=re.M)
     return {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in heads}
+
+
+def exported_pair(folder, seq_len: int = 16):
+    """The test DistilBERT and its rewrite at ``seq_len``, exported into ``folder`` as
+    ``baseline.mlpackage`` and ``rewritten.mlpackage``."""
+    import ane_rewrite
+    from tests.zoo import distilbert
+
+    model, _ = distilbert()
+    fast = ane_rewrite.optimize(model, seq_len=seq_len)
+    ane_rewrite.export(model, fast.example_inputs, folder / "baseline.mlpackage", progress=False)
+    ane_rewrite.export(fast, fast.example_inputs, folder / "rewritten.mlpackage", progress=False)
+    return model, fast
