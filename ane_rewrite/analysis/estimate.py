@@ -12,6 +12,15 @@ a measurement: nothing here ran on a device.
 
 Peak memory = weights + the largest sum of live activations (padded) along the program order.
 
+Weights count as stored: a palettized or quantized weight (a ``constexpr_*`` op) at the size of
+its compressed data, both in memory and in the bytes an op reads. Source: coremltools'
+"Palettization Overview" and "Performance" guides — palettization "reduces the amount of data
+to be moved during prediction", a latency benefit for memory-bound models available when the
+weights are "decompressed just in time for computation", which "starting with iOS17/macOS14 is
+more likely to happen for models running primarily on the Neural Engine"
+(apple.github.io/coremltools/docs-guides/source/opt-palettization-perf.html). So the estimate
+is that of a current OS; on iOS 16, where weights are decompressed at load, it is optimistic.
+
 The hardware figures (chip profiles, dispatch and switch costs) are facts of
 ``ane_rewrite.hardware``, with their sources (docs/ane.md, public specs); the estimator's own
 numbers are in this file, but for FITTED (``hardware.ESTIMATOR_FIT``, which the passes read to
@@ -79,8 +88,8 @@ def _activations(op: MilOp, prog: Program) -> tuple[int, int]:
         v = prog.values.get(name)
         if v is None:
             continue
-        if prog.is_const(name):
-            weights += nbytes(v) if v.rank >= 1 and math.prod(v.shape) > 64 else 0
+        if prog.is_const(name):  # a compressed weight is read at its stored size (see the docstring)
+            weights += prog.stored_bytes(name) if v.rank >= 1 and math.prod(v.shape) > 64 else 0
         else:
             act += nbytes(v, padded=True)
     return act, weights

@@ -8,11 +8,12 @@ source is a section of docs/ane.md (the table under "Placement rules", or a prin
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable
 
-from ..coreml.mil import RESHAPE_FAMILY, MilOp, MilValue
+from ..coreml.mil import RESHAPE_FAMILY, MilOp, MilValue, dtype_bits
 
 from .. import hardware as hw
 from ..hardware import ELEMENT_BYTES, shape_bytes, touches_last_axis
@@ -25,8 +26,12 @@ SHAPE_OPS = ("const", "shape", "cast")  # not activations of their own
 
 
 def nbytes(v: MilValue, padded: bool = False) -> int:
-    """Bytes of a MIL value (see ``shape_bytes``); a flexible shape counts one element."""
-    size = ELEMENT_BYTES.get(v.dtype, 4)
+    """Bytes of a MIL value (see ``shape_bytes``); a flexible shape counts one element; a
+    sub-byte dtype (a palettized weight's UINT4 indices) at its bits."""
+    size = ELEMENT_BYTES.get(v.dtype)
+    if size is None and dtype_bits(v.dtype) < 8:
+        return -(-math.prod(max(d, 1) for d in v.shape) * dtype_bits(v.dtype) // 8)
+    size = size or 4
     if any(d < 0 for d in v.shape):
         return size
     return shape_bytes(v.shape, size, padded)
@@ -56,8 +61,19 @@ class Program:
 
     @cached_property
     def weight_bytes(self) -> int:
-        """Bytes of every constant (weights, and the small consts of op parameters)."""
-        return sum(nbytes(o) for op in self.ops if op.type.startswith("const") for o in op.outputs)
+        """Bytes of every constant as stored (weights, and the small consts of op parameters): a
+        compressed weight at its compressed size, not at the dense size it decompresses to."""
+        stored = [sum(nbytes(o) for o in op.outputs) if op.type == "const" else op.stored_bytes
+                  for op in self.ops if op.type.startswith("const")]
+        return sum(stored)
+
+    def stored_bytes(self, name: str) -> int:
+        """Bytes a constant value is stored in: a ``constexpr_*`` op's value at the size of its
+        compressed data (attributes, or its const inputs in the iOS 18 form)."""
+        src = self.producer.get(name)
+        if src is None or not src.type.startswith("constexpr"):
+            return nbytes(self.values[name])
+        return src.stored_bytes + sum(self.stored_bytes(n) for n in src.inputs if self.is_const(n))
 
     @cached_property
     def peak_activations(self) -> tuple[int, int]:

@@ -30,6 +30,7 @@ class MilOp:
     outputs: tuple[MilValue, ...]
     params: dict = field(default_factory=dict, compare=False, hash=False)  # parameter → its argument names
     value: tuple | None = None  # a const's value when stored inline (small consts); None in the weight file
+    stored_bytes: int = 0  # a constexpr op's compressed data (attributes or inline inputs): bytes as stored
 
     @property
     def name(self) -> str:
@@ -53,11 +54,39 @@ def _immediate(op) -> tuple | None:
     return tuple(getattr(tensor, kind).values) if kind else None
 
 
+def dtype_bits(dtype: str) -> int:
+    """Bits per element of a MIL dtype name (FLOAT16 16, UINT4 4, INT8 8, BOOL 8)."""
+    digits = "".join(c for c in dtype if c.isdigit())
+    return int(digits) if digits else 8
+
+
+def _attribute_bytes(op) -> int:
+    """Bytes of the tensors a ``constexpr_*`` op holds — as attributes (iOS 16) or as inline
+    input values (iOS 18): the look-up table and indices, the quantized data and its scales, a
+    sparse mask and values — as stored."""
+    if not op.type.startswith("constexpr"):
+        return 0
+    from coremltools.proto import MIL_pb2
+
+    total = 0
+    inline = [a.value for v in op.inputs.values() for a in v.arguments if a.WhichOneof("binding") == "value"]
+    for value in list(op.attributes.values()) + inline:
+        if value.type.WhichOneof("type") != "tensorType":
+            continue
+        tt = value.type.tensorType
+        count = 1
+        for d in tt.dimensions:
+            count *= d.constant.size if d.WhichOneof("dimension") == "constant" else 1
+        total += -(-count * dtype_bits(MIL_pb2.DataType.Name(tt.dataType)) // 8)
+    return total
+
+
 def _walk(block, out: list[MilOp]) -> None:
     for op in block.operations:
         params = {k: tuple(a.name for a in v.arguments if a.name) for k, v in op.inputs.items()}
         inputs = tuple(name for names in params.values() for name in names)
-        out.append(MilOp(op.type, inputs, tuple(_value(o) for o in op.outputs), params, _immediate(op)))
+        out.append(MilOp(op.type, inputs, tuple(_value(o) for o in op.outputs), params, _immediate(op),
+                         _attribute_bytes(op)))
         for inner in op.blocks:
             _walk(inner, out)
 
