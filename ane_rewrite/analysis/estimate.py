@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 
 from ..coreml.mil import MilOp
 from ..hardware import DISPATCH_US, ESTIMATOR_FIT, SWITCH_US, ChipProfile
-from .placement import Program, nbytes
+from .program import Program, nbytes
 
 FITTED = dict(ESTIMATOR_FIT)  # solved by benchmarks/calibrate.py (kept in hardware: the passes read it)
 # One large intermediate for every head at once, or a softmax over a spatial axis: work the

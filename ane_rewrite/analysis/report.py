@@ -17,7 +17,8 @@ from . import estimate as est
 from .. import hardware as hw
 from ..errors import InputError
 from ..coreml.mil import RESHAPE_FAMILY, load_spec, op_mix, program_inputs, program_ops
-from .placement import FLEXIBLE_INPUT, RULES, WEIGHTS_LIMIT, Program, input_findings, nbytes
+from .placement import FLEXIBLE_INPUT, RULES, WEIGHTS_LIMIT, input_findings
+from .program import Program, nbytes
 
 SEVERITY_ORDER = ("error", "off_ane", "slow")
 
