@@ -61,3 +61,18 @@ def test_the_table_prints_the_figures_of_the_json(runs):
         for side, shown in (("baseline", m[2]), ("rewritten", m[3])):
             assert shown == f"{programs[side]['estimates'][m[1]]['latency_ms']:.2f}"
         assert re.search(rf"^    equivalence PSNR \(dB\)\s+-\s+{r['equivalence']['psnr_db']:.1f}$", block, re.M)
+
+
+def test_analyze_reads_the_function_it_is_given(runs, capsys):
+    _, out, _, _ = runs["json"]
+    result = json.loads(out)
+    package = result["packages"]["rewritten"]
+    assert main(["analyze", package]) == 0
+    assert f"ane-rewrite analyze {package}  (function seq_16 of seq_16, seq_32)" in capsys.readouterr().out
+    for r in result["lengths"]:
+        assert main(["analyze", package, "--function", r["function"], "--json"]) == 0
+        analysis = json.loads(capsys.readouterr().out)
+        assert {chip: e["latency_ms"] for chip, e in analysis["estimates"].items()} == \
+            {chip: e["latency_ms"] for chip, e in r["programs"]["rewritten"]["estimates"].items()}
+    assert main(["analyze", package, "--function", "seq_64"]) == 2
+    assert "no function 'seq_64'" in capsys.readouterr().err
