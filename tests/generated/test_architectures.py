@@ -1,4 +1,4 @@
-"""100 generated architectures (tests/generated/strategies.py): each comes back from optimize
+"""70 generated architectures (tests/generated/strategies.py): each comes back from optimize
 equivalent over five draws — three more than safe mode's guard saw — or raises a named error;
 none comes back silently different. ``benchmarks/generated_architectures.py`` runs 1,000."""
 from hypothesis import HealthCheck, given, settings
@@ -7,7 +7,7 @@ from .architecture import Spec, build
 from .strategies import architectures, check
 
 
-@settings(max_examples=100, deadline=None, database=None, derandomize=True,
+@settings(max_examples=70, deadline=None, database=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 @given(architectures())
 def test_a_generated_architecture_comes_back_equivalent(spec):
