@@ -40,13 +40,10 @@ class Lengths:
                overwrite: bool = False, progress: bool = False) -> Path:
         """One package, a function per length (``seq_<N>``), weights shared; ``baseline=True``
         exports the model as it is instead of the rewrites (for comparison)."""
-        from .coreml.compress import check_kind
         from .coreml.export import _check_path, export, save_multifunction
 
         path = Path(path)
-        _check_path(path, overwrite)
-        if compress is not None:
-            check_kind(compress)
+        _check_path(path, overwrite)  # before converting; export checks ``compress`` before converting
         converted = {}
         for n, gm in self.rewritten.items():
             converted[function_name(n)] = export(self.model if baseline else gm, self.example_inputs[n],

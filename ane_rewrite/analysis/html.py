@@ -141,10 +141,12 @@ def report_html(package, baseline=None, function: str | None = None, draws: int 
                 ("Metrics", _metrics(analyses)), ("Op mix", _op_mix(analyses)), ("Findings by rule", _rules(analyses)),
                 ("Findings per op", "".join(_findings(side, a) for side, a in analyses.items()))]
     if execute:
+        from ..runtime import load
         from ..runtime.package_check import check_package
 
-        checks = {side: check_package(p, function, draws, baseline if side == "rewritten" else None)
-                  for side, p in paths.items()}
+        exes = {side: load(p, function) for side, p in paths.items()}  # each loaded and compiled once
+        checks = {side: check_package(exe, function, draws, exes.get("baseline") if side == "rewritten" else None)
+                  for side, exe in exes.items()}
         cards.append(f'<div class="card">executed fp16 PSNR, rewritten<b>{_fmt(checks["rewritten"].fp16_psnr)} dB</b></div>')
         sections.append(("Executed here (ane_rewrite.runtime)", _executed(checks)
                          + '<p class="note">Inputs drawn from the program\'s input types; token ids below the '

@@ -41,15 +41,13 @@ def check_kind(kind: str) -> None:
 def compress(mlmodel, kind: str, progress: bool = True):
     """``mlmodel`` with its weights compressed as ``kind`` (one of ``COMPRESSIONS``): a new MLModel.
     ``progress=False`` silences coremltools' progress bars."""
-    import contextlib
-
     import coremltools.optimize.coreml as cto
 
-    from .export import _quiet
+    from .export import bars
 
     check_kind(kind)
     fn, op = _config(kind)
-    with contextlib.nullcontext() if progress else _quiet():
+    with bars(progress):
         return fn(mlmodel, cto.OptimizationConfig(global_config=op))
 
 

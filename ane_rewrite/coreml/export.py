@@ -60,6 +60,11 @@ def _quiet():
         ops._tqdm, pass_pipeline.tqdm, ptq.tqdm, qp.tqdm = saved
 
 
+def bars(progress: bool):
+    """coremltools' progress bars as they are (``progress=True``), or silenced."""
+    return contextlib.nullcontext() if progress else _quiet()
+
+
 def _check_inputs(gm, example_inputs: Any) -> None:
     """A captured graph has static shapes: the example inputs must be the ones it was built for."""
     import torch.fx._pytree as fx_pytree
@@ -147,7 +152,7 @@ def export(model: torch.nn.Module, example_inputs: Any, path: str | Path | None 
         program = export_program(models.prepare(copy.deepcopy(model)), example_inputs)
     stateful = {"states": _state_types(model, states)} if states else {}
     try:
-        with contextlib.nullcontext() if progress else _quiet():
+        with bars(progress):
             mlmodel = ct.convert(
                 program,
                 convert_to="mlprogram",
@@ -189,7 +194,7 @@ def save_multifunction(functions: dict[str, Any], path: str | Path, default: str
         desc.default_function_name = default
         joined = Path(tmp) / "joined.mlpackage"
         try:
-            with contextlib.nullcontext() if progress else _quiet():
+            with bars(progress):
                 ct.utils.save_multifunction(desc, str(joined))
         except Exception as exc:
             raise ExportError(f"coremltools could not join {sorted(functions)}: {type(exc).__name__}: {exc}") from exc
