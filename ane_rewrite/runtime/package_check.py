@@ -12,12 +12,14 @@ outputs says whether the two artefacts compute the same function.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
 
 from . import load
 from .hazards import HazardReport, fp16_hazards
+from .verify import _Pooled
 
 PASS_THROUGH = ("cast", "reshape", "expand_dims", "squeeze", "identity")
 FLOAT_DTYPES = ("fp16", "fp32", "fp64")
@@ -62,26 +64,22 @@ class PackageCheck:
     against_psnr: float | None = None  # fp32 outputs against the other package's fp32 outputs
 
 
-def _psnr(refs: list[torch.Tensor], outs: list[torch.Tensor]) -> float:
-    ref = torch.cat([r.double().flatten() for r in refs])
-    diff = torch.cat([(r.double() - o.double().reshape(r.shape)).flatten() for r, o in zip(refs, outs)])
-    finite = torch.isfinite(diff)
-    if not bool(finite.all()):
-        return -math.inf
-    rms = float(diff.square().mean().sqrt())
-    return math.inf if rms == 0 else 20 * math.log10(float(ref.abs().max()) / rms)
+def _psnr(pooled: dict[str, _Pooled]) -> float:
+    """The lowest PSNR over the outputs, each pooled over the draws (as ``verify`` reports it)."""
+    return min((p.result(name).psnr for name, p in pooled.items()), default=math.inf)
 
 
 def check_package(path, function: str | None = None, draws: int = 4, against=None) -> PackageCheck:
     exe = load(path, function)
     other = load(against, function) if against is not None else None
-    ref32, out16, ref_other = [], [], []
+    fp16, versus = defaultdict(_Pooled), defaultdict(_Pooled)
     for i in range(draws):
         inputs = draw_package_inputs(exe, i)
-        out32 = list(exe.run(inputs, "fp32").values())
-        ref32 += out32
-        out16 += list(exe.run(inputs, "fp16").values())
-        if other is not None:
-            ref_other += list(other.run(inputs, "fp32").values())
+        out32, out16 = exe.run(inputs, "fp32"), exe.run(inputs, "fp16")
+        for name, value in out32.items():
+            fp16[name].add(value, out16[name])
+        if other is not None:  # outputs in the same order: the same model's, converted twice
+            for (name, value), theirs in zip(out32.items(), other.run(inputs, "fp32").values()):
+                versus[name].add(theirs, value.reshape(theirs.shape))
     hazards = fp16_hazards(exe, draw_package_inputs(exe, 0))
-    return PackageCheck(draws, _psnr(ref32, out16), hazards, _psnr(ref_other, ref32) if other is not None else None)
+    return PackageCheck(draws, _psnr(fp16), hazards, _psnr(versus) if other is not None else None)
