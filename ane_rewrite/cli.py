@@ -3,6 +3,7 @@
     ane-rewrite optimize [SOURCE] [--seq-len N [N ...]] [--batch B] [--out DIR] [--no-verify] [--json]
     ane-rewrite analyze PATH [--json] [--chip NAME ...] [--function NAME]
     ane-rewrite report PATH [--baseline PATH] [--function NAME] [--out FILE] [--draws N] [--no-execute]
+    ane-rewrite bench PATH [--runs N] [--warmup N] [--append CSV] …
 
 SOURCE is ``hf:<local dir | class name | model type>`` (a local Hugging Face folder may also be
 named alone), ``timm:<model name>``, ``<python.module>:<factory>`` or a saved ``torch.export``
@@ -16,7 +17,9 @@ is more than 1 dB below the baseline package's; ``--no-verify`` skips executing 
 ``--seq-len`` values: one package per side holding a function per length (``cli_lengths.py``). ``analyze``
 reads a saved .mlpackage: findings by ANE placement rule, metrics, and estimates (analytic, not
 measured) per chip profile; ``--json`` prints one JSON object. ``report`` writes one
-self-contained HTML page of a package (beside its baseline): ``analysis/html.py``.
+self-contained HTML page of a package (beside its baseline): ``analysis/html.py``. ``bench`` times a
+package with Core ML on a Mac (elsewhere: exit 2), a row of the published latency dataset. Every
+estimated latency carries the latency model's held-out error band (``cost.py``).
 
 Exit status: 0 done and within the bars; 1 the rewrite is not equivalent or the rewritten
 package misses its bars (the results are still printed and saved); 2 an error (bad source,
@@ -30,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import bench, cost
 from .coreml import mil
 from .coreml.compress import COMPRESSIONS
 from .frontend import models
@@ -208,11 +212,15 @@ def _analysis_table(base, new) -> str:
                  f"{mn['largest_tensor']['bytes'] / 2**20:.2f}"))
     for chip in base.estimates:
         eb, en = base.estimates[chip], new.estimates[chip]
-        rows.append((f"est. latency {chip} (ms)", f"{eb['latency_ms']:.2f}", f"{en['latency_ms']:.2f}"))
+        rows.append((f"est. latency {chip} (ms, {cost.band_text(eb['band'])})", f"{eb['latency_ms']:.2f}", f"{en['latency_ms']:.2f}"))
+        rows.append((f"  speed-up {chip} (a gain only above {1 + eb['band']:.2f}×)", "-",
+                     f"{eb['latency_ms'] / en['latency_ms']:.2f}×"))
     chip = next(iter(base.estimates))
     rows.append(("est. peak memory (MiB)", f"{base.estimates[chip]['peak_memory_mib']:.1f}",
                  f"{new.estimates[chip]['peak_memory_mib']:.1f}"))
-    return _table(rows) + "\n  (estimates are analytic, not measured on a device; see ane_rewrite/analysis/estimate.py)"
+    return _table(rows) + (f"\n  (estimates, not device measurements: {cost.band_text()} is the error on published "
+                           "measurements the model was not fitted to, and a gain must exceed it: ane_rewrite/cost.py)")
+
 
 
 def run_analyze(args) -> int:
@@ -273,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--out", help="the HTML file (default: <package>_report.html beside the package)")
     rep.add_argument("--draws", type=int, default=4, help="input draws the packages are executed on (4)")
     rep.add_argument("--no-execute", action="store_true", help="static analysis only")
-    for command in (opt, ana, rep):
+    for command in (opt, ana, rep, bench.add_parser(sub)):
         command.add_argument("-v", "--verbose", action="store_true", help="show every third-party message (quiet.py)")
     args = parser.parse_args(argv)
     if not args.verbose:
@@ -281,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
 
         quiet.install()
     try:
-        return {"analyze": run_analyze, "report": run_report, "optimize": run_optimize}[args.command](args)
+        return {"analyze": run_analyze, "report": run_report, "optimize": run_optimize,
+                "bench": bench.run}[args.command](args)
     except AneRewriteError as exc:
         print(f"ane-rewrite: error: {exc}", file=sys.stderr)
         return 2

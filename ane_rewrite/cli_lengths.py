@@ -90,6 +90,7 @@ def _json(source: str, seq_lens: list[int], results: list[dict], packages: dict,
 
 
 def _text(source: str, results: list[dict], packages: dict, compress: str | None) -> str:
+    from . import cost
     from .cli import _table
 
     chip = next(iter(results[0]["analyses"]["baseline"].estimates))
@@ -102,7 +103,9 @@ def _text(source: str, results: list[dict], packages: dict, compress: str | None
         for key, label in (("ops", "ops (non-const)"), ("linear", "linear"), ("softmax", "softmax"),
                            ("transpose", "transpose")):
             rows.append((f"  {label}", str(s["baseline"][key]), str(s["rewritten"][key])))
-        rows.append((f"  est. latency {chip} (ms)", f"{lb:.2f}", f"{ln:.2f}"))
+        band = a["baseline"].estimates[chip]["band"]
+        rows.append((f"  est. latency {chip} (ms, {cost.band_text(band)})", f"{lb:.2f}", f"{ln:.2f}"))
+        rows.append((f"  speed-up {chip} (a gain only above {1 + band:.2f}×)", "-", f"{lb / ln:.2f}×"))
         if r["artefacts"] is not None:
             for prec in ("fp32", "fp16"):
                 rows.append((f"  executed {prec} PSNR (dB)", f"{r['artefacts']['baseline'][prec].psnr:.1f}",

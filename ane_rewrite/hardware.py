@@ -18,6 +18,7 @@ DOC = "docs/ane.md"
 ELEMENT_BYTES = {"FLOAT16": 2, "FLOAT32": 4, "INT32": 4, "INT8": 1, "UINT8": 1, "BOOL": 1, "INT16": 2,
                  "FLOAT64": 8, "INT64": 8}  # MIL dtype → bytes per element
 COMPUTE_BYTES = ELEMENT_BYTES["FLOAT16"]   # the ANE computes in fp16
+INTEGER_DTYPES = ("INT32", "INT64", "INT16", "BOOL")  # computed in the graph: on the CPU
 LAST_AXIS_ALIGN_BYTES = 64                 # the last axis of an ANE buffer is padded to this
 ALIGNED_LAST_AXIS = LAST_AXIS_ALIGN_BYTES // COMPUTE_BYTES  # fp16 elements: 32
 NATIVE_RANK = 4                            # (B, C, H, W): the ANE is 4-D
@@ -42,44 +43,40 @@ MAX_POOL_STRIDE = 2
 MAX_UPSAMPLE_SCALE = 2
 MAX_WEIGHTS_BYTES = 1_000_000_000         # per model file on iOS (~3 GB on M1)
 
-# ── chip profiles and dispatch ────────────────────────────────────────────────────────────
-DISPATCH_US = 90.0                         # per prediction: 70–110 µs reported
-SWITCH_US = 20.0                           # per op off the ANE, a transfer each way (assumed)
+# ── chip profiles ─────────────────────────────────────────────────────────────────────────
 
 
 @dataclass(frozen=True)
 class ChipProfile:
     name: str
-    ane_tflops: float   # fp16 rate the ANE sustains (measured, or scaled from M1 by marketed TOPS)
+    ane_tops: float     # the Neural Engine's marketed rate, fp16-equivalent (TOPS; see CHIPS)
     dram_gbps: float    # DRAM bandwidth (public spec)
     cache_mib: float = ON_CHIP_CACHE_MIB  # on-chip buffer for activations (M1 figure, assumed for all)
-    onchip_gbps: float = 400.0  # activation bandwidth inside that buffer (assumed)
-    cpu_gflops: float = 100.0   # what an op falling back to the CPU gets (assumed)
 
 
-# Measured fp16 GEMM M1 ≈ 3–4 TF/s, M4 ≈ 5; marketed A14/M1 11 TOPS, A15 15.8, A16 17. A14 and
-# A15/A16 rates are M1's 3.5 scaled by marketed TOPS. DRAM: LPDDR4X-4266 × 64 bit (A14, A15),
-# LPDDR5-6400 × 64 (A16), × 128 (M1, LPDDR4X), × 128 LPDDR5X-7500 (M4).
+# Marketed Neural Engine rates: A14/M1/M1 Pro 11 TOPS, A15/M2 15.8, A16 17, M3 18; A17 Pro 35 and
+# M4 38 are counted in int8 (Apple's count changed with the A17 Pro), half that in fp16. DRAM:
+# LPDDR4X-4266 × 64 bit (A14, A15), LPDDR5-6400 × 64 (A16, A17 Pro), LPDDR4X-4266 × 128 (M1),
+# × 256 LPDDR5 (M1 Pro), LPDDR5 × 128 (M2), × 192 (M3 Pro), LPDDR5X-7500 × 128 (M4).
 CHIPS: dict[str, ChipProfile] = {p.name: p for p in (
-    ChipProfile("A14", 3.5, 34.1),
-    ChipProfile("A15", 5.0, 34.1),
-    ChipProfile("A16", 5.4, 51.2),
-    ChipProfile("M1", 3.5, 68.3),
-    ChipProfile("M4", 5.0, 120.0, cpu_gflops=200.0),
+    ChipProfile("A14", 11.0, 34.1),
+    ChipProfile("A15", 15.8, 34.1),
+    ChipProfile("A16", 17.0, 51.2),
+    ChipProfile("A17 Pro", 17.5, 51.2),
+    ChipProfile("M1", 11.0, 68.3),
+    ChipProfile("M1 Pro", 11.0, 204.8),
+    ChipProfile("M2", 15.8, 100.0),
+    ChipProfile("M3 Pro", 18.0, 153.6),
+    ChipProfile("M4", 19.0, 120.0),
 )}
+# The profiles analyze prints by default: one per generation a user is likely to target.
+DEFAULT_CHIPS = ("A14", "A15", "A16", "A17 Pro", "M1", "M4")
 CALIBRATION_CHIP = "A15"  # iPhone 13 Pro Max, where Apple measured DistilBERT
-# The estimator's three parameters, solved by benchmarks/calibrate.py on Apple's two DistilBERT
-# points (ane_rewrite/analysis/estimate.py has the model they belong to); the passes read them
-# too, to tell whether a rewrite pays before they make it.
-ESTIMATOR_FIT = {
-    "op_overhead_us": 1.45,             # fixed cost per op on the ANE
-    "channels_last_efficiency": 0.2798,  # fraction of the ANE rate a (B, S, C) projection gets
-    "unsplit_efficiency": 0.0456,       # fraction of its rate an op that cannot be split gets
-}
 
 SOURCES = {
     "ELEMENT_BYTES": "#placement-rules (fp32 tensors); the sizes are those of the MIL dtypes",
     "COMPUTE_BYTES": "#placement-rules (fp32 tensors run off the ANE)",
+    "INTEGER_DTYPES": "#placement-rules (integer or boolean tensors)",
     "LAST_AXIS_ALIGN_BYTES": "#principles, 1 (data format)",
     "ALIGNED_LAST_AXIS": "#principles, 1; vision article: last dimension a multiple of 32 (fp16)",
     "NATIVE_RANK": "#principles, 1 (the ANE is 4-D)",
@@ -99,11 +96,9 @@ SOURCES = {
     "MAX_POOL_STRIDE": "#placement-rules (pooling: stride > 2)",
     "MAX_UPSAMPLE_SCALE": "#placement-rules (upsample: scale > 2)",
     "MAX_WEIGHTS_BYTES": "#placement-rules (whole model: weights > ~1 GB per file on iOS)",
-    "DISPATCH_US": "#hardware-priors (per-dispatch floor ≈ 70–110 µs)",
-    "SWITCH_US": "#hardware-priors (ops off the ANE: CPU speed plus a transfer; the 20 µs is assumed)",
-    "CHIPS": "#hardware-priors (marketed TOPS, measured GEMM rates) and public DRAM specs",
+    "CHIPS": "#hardware-priors (marketed TOPS, fp16-equivalent) and public DRAM specs",
+    "DEFAULT_CHIPS": "#hardware-priors (one profile per generation)",
     "CALIBRATION_CHIP": "#anchor-figures (DistilBERT on iPhone 13 Pro Max)",
-    "ESTIMATOR_FIT": "#anchor-figures (fitted to Apple's DistilBERT latencies: 9.89 → 3.48 ms, ~10× at 512×8)",
 }
 
 

@@ -15,11 +15,16 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import tempfile
 import time
 import traceback
 import warnings
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from zoo_decisions import decisions_changed  # noqa: E402
+from zoo_plots import plot  # noqa: E402
 
 CHIP = "A15"
 
@@ -143,7 +148,7 @@ def _side(a) -> dict:
             "estimates": a.estimates}
 
 
-def run_one(name: str, spec: dict, workdir: Path, runs: int) -> dict:
+def run_one(name: str, spec: dict, workdir: Path, runs: int, execute: bool = True) -> dict:
     import torch
 
     import ane_rewrite
@@ -160,6 +165,11 @@ def run_one(name: str, spec: dict, workdir: Path, runs: int) -> dict:
     counts = fast.ane_report.counts()
     row["attention_lowered"] = sum(counts.get("attention", {}).get(r, 0) for r in ("sdpa_per_head", "eager_logit_steps"))
     row["declined"] = sum(len(r.declined) for r in fast.ane_report.results)
+    from ane_rewrite.passes._attention_cost import COST_REASON
+
+    # the decisions the latency model takes: attentions left batched because per head would not pay
+    row["left_batched"] = sorted({d.reason for r in fast.ane_report.results for d in r.declined
+                                  if d.reason.startswith(COST_REASON)})
     row["rolled_back"] = [r.summary() for r in fast.ane_report.rolled_back]  # by safe mode
     report = ane_rewrite.verify(model, fast, example, draws=1)
     row["psnr_db"], row["equivalent"] = round(report.psnr, 1), report.ok
@@ -168,7 +178,11 @@ def run_one(name: str, spec: dict, workdir: Path, runs: int) -> dict:
         ml = ane_rewrite.export(m, example, workdir / f"{name}_{side}.mlpackage", progress=False, overwrite=True)
         row[f"export_{side}_s"] = round(time.perf_counter() - t, 2)
         row[side] = _side(ane_rewrite.analyze(ml))
-        row[side]["cpu_ms"] = round(cpu_latency_ms(m, example, runs), 2)
+        row[side]["cpu_ms"] = round(cpu_latency_ms(m, example, runs), 2) if execute else None
+    b, r = row["baseline"]["estimates"][CHIP]["latency_ms"], row["rewritten"]["estimates"][CHIP]["latency_ms"]
+    row["est_speedup"] = round(b / r, 2)
+    if not execute:
+        return row
     from ane_rewrite.runtime.verify import verify_packages
 
     t = time.perf_counter()
@@ -178,8 +192,6 @@ def run_one(name: str, spec: dict, workdir: Path, runs: int) -> dict:
     for side, reports in executed.items():
         row[side]["executed"] = {p: round(r.psnr, 1) for p, r in reports.items()}
         row[side]["executed_draws"], row[side]["executed_divergence"] = reports["fp32"].draws, reports["fp32"].divergence
-    b, r = row["baseline"]["estimates"][CHIP]["latency_ms"], row["rewritten"]["estimates"][CHIP]["latency_ms"]
-    row["est_speedup"] = round(b / r, 2)
     return row
 
 
@@ -188,6 +200,8 @@ def _fp16_gap(row: dict) -> float:
 
 
 def _fmt(rows: list[dict]) -> str:
+    from ane_rewrite import cost
+
     ok = [r for r in rows if "error" not in r]
     speedups = sorted(r["est_speedup"] for r in ok)
     lines = []
@@ -199,13 +213,17 @@ def _fmt(rows: list[dict]) -> str:
                      f"{sum(r['baseline']['linear'] for r in ok)}); all equivalent: "
                      f"{all(r['equivalent'] for r in ok)} (min PSNR {min(r['psnr_db'] for r in ok):.1f} dB); passes rolled "
                      f"back by safe mode: {sum(len(r.get('rolled_back', [])) for r in ok)}. "
-                     "Estimates are analytic (ane_rewrite/analysis/estimate.py), not device measurements.\n")
+                     f"Estimates are analytic (ane_rewrite/cost.py), not device measurements: each latency "
+                     f"{cost.band_text()}, so a speed-up is a gain only above {1 + cost.BAND:.2f}×: "
+                     f"{sum(cost.is_gain(x) for x in speedups)}/{len(ok)} rows are; "
+                     f"{sum(cost.is_gain(1 / x) for x in speedups)} slower beyond the band.\n")
+    if ok and all("executed" in r["rewritten"] for r in ok):
         lines.append(f"**Executed packages** (ane_rewrite.runtime, against PyTorch): rewritten fp32 min "
                      f"{min(r['rewritten']['executed']['fp32'] for r in ok):.1f} dB (bar 60); rewritten fp16 − baseline "
                      f"fp16: min {min(_fp16_gap(r) for r in ok):+.1f} dB, "
                      f"{sum(_fp16_gap(r) >= -1.0 for r in ok)}/{len(ok)} rows within −1 dB.\n")
     head = ("| model | family | params (M) | PSNR dB | ops base → new | linear base → new | transposes base → new "
-            f"| est. {CHIP} ms base / new (×) | of which on the ANE, ms | est. peak MiB base / new | CPU ms base / new "
+            f"| est. {CHIP} ms base / new (×; ±band held-out) | of which on the ANE, ms | est. peak MiB base / new | CPU ms base / new "
             "| optimize s | export s base / new | executed fp32 dB base / new | executed fp16 dB base / new |")
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -217,43 +235,13 @@ def _fmt(rows: list[dict]) -> str:
         lines.append(
             f"| {r['model']} | {r['family']} | {r['params_m']} | {r['psnr_db']} | {b['ops']} → {n['ops']} "
             f"| {b['linear']} → {n['linear']} | {b['transpose']} → {n['transpose']} "
-            f"| {eb['latency_ms']:.2f} / {en['latency_ms']:.2f} ({r['est_speedup']:.2f}×) "
+            f"| {eb['latency_ms']:.2f} / {en['latency_ms']:.2f} ({cost.speedup_text(eb['latency_ms'], en['latency_ms'])}) "
             f"| {eb['ane_ms']:.2f} / {en['ane_ms']:.2f} "
-            f"| {eb['peak_memory_mib']:.0f} / {en['peak_memory_mib']:.0f} | {b['cpu_ms']:.1f} / {n['cpu_ms']:.1f} "
+            f"| {eb['peak_memory_mib']:.0f} / {en['peak_memory_mib']:.0f} | {b['cpu_ms'] or 0:.1f} / {n['cpu_ms'] or 0:.1f} "
             f"| {r['optimize_s']:.1f} | {r['export_baseline_s']:.1f} / {r['export_rewritten_s']:.1f} "
-            f"| {b['executed']['fp32']:.1f} / {n['executed']['fp32']:.1f} "
-            f"| {b['executed']['fp16']:.1f} / {n['executed']['fp16']:.1f} |")
+            + (f"| {b['executed']['fp32']:.1f} / {n['executed']['fp32']:.1f} "
+               f"| {b['executed']['fp16']:.1f} / {n['executed']['fp16']:.1f} |" if "executed" in n else "| – | – |"))
     return "\n".join(lines) + "\n"
-
-
-def _plot(rows: list[dict], out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ok = [r for r in rows if "error" not in r]
-    names = [r["model"] for r in ok]
-    paths = []
-    for key, title, fname in (
-            ("est", f"Estimated ANE latency on {CHIP} (analytic estimate, not measured)", "ane_latency_estimate.png"),
-            ("cpu", "PyTorch CPU latency on this machine (measured)", "cpu_latency.png")):
-        base = [r["baseline"]["estimates"][CHIP]["latency_ms"] if key == "est" else r["baseline"]["cpu_ms"] for r in ok]
-        new = [r["rewritten"]["estimates"][CHIP]["latency_ms"] if key == "est" else r["rewritten"]["cpu_ms"] for r in ok]
-        fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(ok) + 2), 4.5))
-        xs = range(len(ok))
-        ax.bar([x - 0.2 for x in xs], base, 0.4, label="baseline (model as is)")
-        ax.bar([x + 0.2 for x in xs], new, 0.4, label="rewritten (ane_rewrite.optimize)")
-        ax.set_xticks(list(xs), names, rotation=40, ha="right")
-        ax.set_yscale("log")
-        ax.set_ylabel("ms (log scale)")
-        ax.set_title(title)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / fname, dpi=110)
-        plt.close(fig)
-        paths.append(out / fname)
-    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", choices=list(ZOO), default=list(ZOO))
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--runs", type=int, default=5, help="timed CPU runs per model and side (median)")
+    parser.add_argument("--no-execute", action="store_true", help="rewrite, export and estimate only: no CPU "
+                                                                  "timing, no package executed")
+    parser.add_argument("--previous", help="the results.json whose decisions this run is compared with "
+                                           "(default: the one in --out)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     import logging
@@ -271,13 +263,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("coremltools").setLevel(logging.ERROR)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    before = Path(args.previous) if args.previous else out / "results.json"
+    previous = json.loads(before.read_text())["models"] if before.exists() else []
     rows, start = [], time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ane_zoo_") as tmp:
         bar = tqdm(args.models, desc="zoo", unit="model")
         for name in bar:
             bar.set_postfix_str(name)
             try:
-                rows.append(run_one(name, ZOO[name], Path(tmp), args.runs))
+                rows.append(run_one(name, ZOO[name], Path(tmp), args.runs, execute=not args.no_execute))
             except Exception as exc:  # noqa: BLE001 - recorded in the results, with the cause
                 rows.append({"model": name, "family": ZOO[name]["family"], "error": f"{type(exc).__name__}: {exc}",
                              "traceback": traceback.format_exc()[-2000:]})
@@ -285,11 +279,14 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"command": "python benchmarks/compare_zoo.py " + " ".join(argv or []), "total_s": round(total, 1),
             "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.python_version()}",
             "torch": torch.__version__, "estimate_chip": CHIP,
-            "note": "est. = analytic estimate (ane_rewrite/analysis/estimate.py), not a device measurement"}
+            "note": "est. = analytic estimate (ane_rewrite/cost.py), not a device measurement"}
     (out / "results.json").write_text(json.dumps({"meta": meta, "models": rows}, indent=2) + "\n")
+    changed = decisions_changed(rows, previous) if len(rows) == len(ZOO) else []
     (out / "results.md").write_text(f"# Zoo: baseline vs rewritten\n\n`{meta['command'].strip()}` "
-                                    f"({meta['machine']}; {total / 60:.1f} min)\n\n" + _fmt(rows))
-    plots = _plot(rows, out)
+                                    f"({meta['machine']}; {total / 60:.1f} min)\n\n" + _fmt(rows)
+                                    + "\n## Decisions that changed against the previous run\n\n"
+                                    + ("\n".join(changed) or "none") + "\n")
+    plots = plot(rows, out, CHIP)
     print(_fmt(rows))
     print(f"wrote {out / 'results.json'}, {out / 'results.md'}, " + ", ".join(str(p) for p in plots)
           + f" in {total / 60:.1f} min")

@@ -1,6 +1,6 @@
-"""Does lowering an attention per head pay? The estimator's model (``analysis/estimate.py``:
-a fixed cost per op plus its busy time, an op the ANE cannot split slowed by
-``unsplit_efficiency``), applied to the two forms of one attention before it is rewritten:
+"""Does lowering an attention per head pay? The latency model the analyzer uses
+(``ane_rewrite.cost``: a fixed cost per op plus its busy time; all heads' logits at once are
+work the ANE cannot split), applied to the two forms of one attention before it is rewritten:
 
     batched:  q·kᵀ, softmax and the product with v over (B, H, Q, K) at once — unsplit — and
               the 4 head transposes (q, k, v and the output) it needs on the tokens, none where
@@ -10,14 +10,15 @@ a fixed cost per op plus its busy time, an op the ANE cannot split slowed by
               plus the splits, k's transpose, the concat and the output view
 
 Per-head lowering is kept only where it is estimated no slower on every chip profile
-(``hardware.CHIPS``); a small attention (EfficientFormer's 49 tokens, 8 heads; any toy
-config of a few heads over a few dozen tokens) pays more in ops than the batched form loses,
-and is left as it is, with the figures in the reason. ``default_pipeline(lower_every_attention=True)``
-lowers it anyway (the tests do, on toy configs that test the lowering's structure).
+(``hardware.CHIPS``); a small attention (a few heads over a few dozen tokens) pays more in ops
+than the batched form loses, and is left as it is, with the figures in the reason.
+``default_pipeline(lower_every_attention=True)`` lowers it anyway (the tests do, on toy configs
+that test the lowering's structure).
 """
 from __future__ import annotations
 
-from ane_rewrite.hardware import CHIPS, COMPUTE_BYTES, ESTIMATOR_FIT, shape_bytes
+from ane_rewrite.cost import Work, ane_time_us
+from ane_rewrite.hardware import CHIPS, COMPUTE_BYTES, shape_bytes
 
 from ._heads import unread_as_they_lie
 
@@ -26,30 +27,39 @@ OPTION = "lower_every_attention"  # a pipeline option (graph meta): lower even w
 LOWER_EVERY_ATTENTION = False     # its value when a pass runs outside a pipeline that sets it
 
 
-def _busy_us(chip, flops: float, act_bytes: int) -> float:
-    bw = chip.onchip_gbps if act_bytes <= chip.cache_mib * 2**20 else chip.dram_gbps
-    return max(flops / (chip.ane_tflops * 1e6), act_bytes / (bw * 1e3))
+def _product(flops: float, act: int, unsplit: bool = False) -> Work:
+    return Work("compute", flops, act, unsplit=unsplit)
+
+
+def _other(flops: float, act: int, unsplit: bool = False) -> Work:
+    return Work("other", flops, act, unsplit=unsplit)
+
+
+def _forms(b: int, h: int, q: int, k: int, d: int, dv: int, masked: bool,
+           head_transposes: int = 4) -> tuple[list[Work], list[Work]]:
+    """The work of the batched and the per-head form of one attention."""
+    def padded(*shape):
+        return shape_bytes(shape, padded=True)
+
+    logits = padded(b, h, q, k)
+    batched = [_product(2.0 * b * h * q * k * d, logits + padded(b, h, q, d) + padded(b, h, k, d), unsplit=True),
+               _other(float(b * h * q * k), 2 * logits, unsplit=True),
+               _product(2.0 * b * h * q * k * dv, logits + padded(b, h, q, dv) + padded(b, h, k, dv), unsplit=True)]
+    tokens = b * max(q, k) * h * max(d, dv) * COMPUTE_BYTES
+    batched += [_other(0.0, 2 * tokens)] * head_transposes
+    tile = padded(b, k, 1, q)
+    per_head = [_product(2.0 * b * q * k * d, tile + padded(b, d, 1, q) + padded(b, k, 1, d)),
+                _other(float(b * q * k), 2 * tile),
+                _product(2.0 * b * q * k * dv, tile + 2 * padded(b, dv, 1, q))] * h
+    per_head += [_other(float(b * q * k), 2 * tile)] * (h if masked else 0)
+    per_head += [_other(0.0, 0)] * 6  # splits, k's transpose, the concat, the output view
+    return batched, per_head
 
 
 def _times_us(chip, b: int, h: int, q: int, k: int, d: int, dv: int, masked: bool,
               head_transposes: int = 4) -> tuple[float, float]:
-    fit = ESTIMATOR_FIT
-    over, unsplit = fit["op_overhead_us"], fit["unsplit_efficiency"]
-    logits = shape_bytes((b, h, q, k), padded=True)
-    batched = sum(over + _busy_us(chip, f, a) / unsplit for f, a in (
-        (2.0 * b * h * q * k * d, logits + shape_bytes((b, h, q, d), padded=True) + shape_bytes((b, h, k, d), padded=True)),
-        (float(b * h * q * k), 2 * logits),
-        (2.0 * b * h * q * k * dv, logits + shape_bytes((b, h, q, dv), padded=True) + shape_bytes((b, h, k, dv), padded=True)),
-    ))
-    tokens = b * max(q, k) * h * max(d, dv) * COMPUTE_BYTES
-    batched += head_transposes * (over + _busy_us(chip, 0.0, 2 * tokens))
-    tile = shape_bytes((b, k, 1, q), padded=True)
-    per_head = h * (over + _busy_us(chip, 2.0 * b * q * k * d, tile + shape_bytes((b, d, 1, q), padded=True)
-                                    + shape_bytes((b, k, 1, d), padded=True))
-                    + over + _busy_us(chip, float(b * q * k), 2 * tile)
-                    + over + _busy_us(chip, 2.0 * b * q * k * dv, tile + 2 * shape_bytes((b, dv, 1, q), padded=True)))
-    per_head += (h * over if masked else 0.0) + 6 * over
-    return batched, per_head
+    batched, per_head = _forms(b, h, q, k, d, dv, masked, head_transposes)
+    return sum(ane_time_us(w, chip) for w in batched), sum(ane_time_us(w, chip) for w in per_head)
 
 
 def per_head_pays(b: int, h: int, q: int, k: int, d: int, dv: int, masked: bool,

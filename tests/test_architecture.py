@@ -2,7 +2,7 @@
 share one matcher helper, and an install puts nothing but ``ane_rewrite`` top-level.
 
     frontend → rewrite machinery → passes → equivalence → coreml → runtime → analysis → optimize, cli
-    (errors and hardware below them all)
+    (errors, hardware and the latency model below them all)
 """
 import ast
 import re
@@ -13,10 +13,10 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["ane_rewrite.errors", "ane_rewrite.hardware", "ane_rewrite._source_tree", "ane_rewrite.frontend",
+STAGES = ["ane_rewrite.errors", "ane_rewrite.hardware", "ane_rewrite.cost", "ane_rewrite._source_tree", "ane_rewrite.frontend",
           "ane_rewrite.rewrite", "ane_rewrite.passes", "ane_rewrite.equivalence", "ane_rewrite.coreml",
           "ane_rewrite.runtime", "ane_rewrite.analysis", "ane_rewrite"]
-BASE = 3  # errors, hardware and the checkout mapping are one level: below every stage
+BASE = 4  # errors, hardware, the latency model and the checkout mapping are one level: below every stage
 
 
 def _modules() -> dict[str, Path]:

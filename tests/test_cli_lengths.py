@@ -56,10 +56,13 @@ def test_the_table_prints_the_figures_of_the_json(runs):
         for key, label in (("ops", "ops \\(non-const\\)"), ("linear", "linear"), ("softmax", "softmax")):
             m = re.search(rf"^    {label}\s+(\d+)\s+(\d+)$", block, re.M)
             assert m and (int(m[1]), int(m[2])) == (programs["baseline"][key], programs["rewritten"][key]), key
-        m = re.search(r"^    est\. latency (\w+) \(ms\)\s+(\S+)\s+(\S+)$", block, re.M)
+        m = re.search(r"^    est\. latency (\w+) \(ms, ±(\d+) % held-out\)\s+(\S+)\s+(\S+)$", block, re.M)
         assert m, block
-        for side, shown in (("baseline", m[2]), ("rewritten", m[3])):
+        assert int(m[2]) == round(programs["baseline"]["estimates"][m[1]]["band"] * 100)
+        for side, shown in (("baseline", m[3]), ("rewritten", m[4])):
             assert shown == f"{programs[side]['estimates'][m[1]]['latency_ms']:.2f}"
+        speedup = re.search(rf"^    speed-up {m[1]} \(a gain only above ([\d.]+)×\)\s+-\s+([\d.]+)×$", block, re.M)
+        assert speedup and float(speedup[2]) == pytest.approx(float(m[3]) / float(m[4]), abs=0.02), block
         assert re.search(rf"^    equivalence PSNR \(dB\)\s+-\s+{r['equivalence']['psnr_db']:.1f}$", block, re.M)
 
 

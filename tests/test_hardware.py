@@ -43,4 +43,4 @@ def test_a_copy_is_what_moves_or_resizes_the_last_axis():
 def test_chip_profiles():
     assert hw.CALIBRATION_CHIP in hw.CHIPS
     for chip in hw.CHIPS.values():
-        assert chip.ane_tflops > 0 and chip.dram_gbps > 0 and chip.cache_mib == hw.ON_CHIP_CACHE_MIB
+        assert chip.ane_tops > 0 and chip.dram_gbps > 0 and chip.cache_mib == hw.ON_CHIP_CACHE_MIB

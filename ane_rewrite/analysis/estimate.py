@@ -1,14 +1,13 @@
 """An analytic estimate of ANE latency and peak memory from the MIL program. An estimate, not
 a measurement: nothing here ran on a device.
 
-    latency = DISPATCH_US + Σ_ops t(op)
-    t(op on the ANE)  = op_overhead_us + max(flops / (rate · efficiency), activation bytes / bw
-                                             + weight bytes / dram)
-    t(op off the ANE) = SWITCH_US + flops / cpu rate + bytes / dram
-    bw = the on-chip rate when the op's activations (last axis padded to 64 bytes) fit the cache,
-         else the DRAM rate; efficiency = channels_last_efficiency for a projection or product
-         on a channels-last (B, S, C) layout (rule ``channels_last_linear``), else 1; the max(…)
-         of an op the ANE cannot split (rules ``UNSPLIT_RULES``) divided by unsplit_efficiency.
+Every op of the program becomes the work the latency model prices (``ane_rewrite.cost``: one
+model for the analyzer and the passes): its kind, flops, activation bytes (last axis padded to
+64 bytes), weight bytes as stored, and what the placement rules say of it — off the ANE,
+a projection on channels-last tokens (rule ``channels_last_linear``), work the ANE cannot split
+(rules ``UNSPLIT_RULES``). The model's parameters are fitted on published device measurements
+(``benchmarks/published_latency.py``), and every latency carries their held-out error band
+(``cost.BAND``).
 
 Peak memory = weights + the largest sum of live activations (padded) along the program order.
 
@@ -20,32 +19,24 @@ weights are "decompressed just in time for computation", which "starting with iO
 more likely to happen for models running primarily on the Neural Engine"
 (apple.github.io/coremltools/docs-guides/source/opt-palettization-perf.html). So the estimate
 is that of a current OS; on iOS 16, where weights are decompressed at load, it is optimistic.
-
-The hardware figures (chip profiles, dispatch and switch costs) are facts of
-``ane_rewrite.hardware``, with their sources (docs/ane.md, public specs); the estimator's own
-numbers are in this file, but for FITTED (``hardware.ESTIMATOR_FIT``, which the passes read to
-tell whether a rewrite pays). The three parameters in FITTED were solved so that the estimate
-reproduces Apple's two published DistilBERT points on iPhone 13 Pro Max (A15): at seq 128,
-batch 1, 9.89 ms for the model as is and 3.48 ms for the ANE-optimised form (our rewritten
-export stands in for Apple's hand port: same op mix); at seq 512, batch 8, 10× between them.
-``benchmarks/calibrate.py`` reruns the fit. unsplit_efficiency came out at 0.046, near 1/16 —
-one of the A15's 16 ANE cores — which is what "work that cannot be split across the cores"
-would predict; that is a plausibility check, not a measurement.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
 
-from ..coreml.mil import MilOp
-from ..hardware import DISPATCH_US, ESTIMATOR_FIT, SWITCH_US, ChipProfile
+from .. import cost
+from ..coreml.mil import RESHAPE_FAMILY, MilOp
+from ..hardware import ChipProfile, touches_last_axis
 from .program import Program, nbytes
 
-FITTED = dict(ESTIMATOR_FIT)  # solved by benchmarks/calibrate.py (kept in hardware: the passes read it)
+FITTED = dict(cost.FIT)
 # One large intermediate for every head at once, or a softmax over a spatial axis: work the
 # ANE cannot split across its cores nor keep on chip (docs/ane.md#principles, 2; placement rules:
-# softmax over a spatial axis). Their time is divided by ``unsplit_efficiency``.
+# softmax over a spatial axis).
 UNSPLIT_RULES = ("batched_attention", "softmax_axis")
+COMPUTE_OPS = ("conv", "linear", "matmul", "einsum", "conv_transpose")
+FREE_OPS = ("identity",)
 
 
 def flops(op: MilOp, prog: Program) -> float:
@@ -95,17 +86,34 @@ def _activations(op: MilOp, prog: Program) -> tuple[int, int]:
     return act, weights
 
 
+def _kind(op: MilOp, prog: Program) -> str:
+    if op.type in COMPUTE_OPS:
+        return "compute"
+    x = prog.arg(op, "x")
+    if op.type in FREE_OPS or (op.type in RESHAPE_FAMILY and x is not None and op.outputs
+                               and not touches_last_axis(x.shape, op.outputs[0].shape)):
+        return "view"  # a reshape that leaves the last axis alone moves nothing
+    return "other"
+
+
+def work(op: MilOp, prog: Program, off_ane: bool = False, channels_last: bool = False,
+         unsplit: bool = False) -> cost.Work:
+    """The work the latency model prices for one op of the program."""
+    act, weights = _activations(op, prog)
+    return cost.Work(_kind(op, prog), flops(op, prog), act, weights, off_ane, channels_last, unsplit)
+
+
 def op_time_us(op: MilOp, prog: Program, chip: ChipProfile, off_ane: bool, channels_last: bool,
                fitted: dict = FITTED, unsplit: bool = False) -> float:
-    act, weights = _activations(op, prog)
-    work = flops(op, prog)
-    if off_ane:
-        return SWITCH_US + work / (chip.cpu_gflops * 1e3) + (act + weights) / (chip.dram_gbps * 1e3)
-    fits = act <= chip.cache_mib * 2**20
-    bw = chip.onchip_gbps if fits else chip.dram_gbps
-    rate = chip.ane_tflops * 1e6 * (fitted["channels_last_efficiency"] if channels_last else 1.0)
-    busy = max(work / rate, act / (bw * 1e3) + weights / (chip.dram_gbps * 1e3))
-    return fitted["op_overhead_us"] + (busy / fitted["unsplit_efficiency"] if unsplit else busy)
+    w = work(op, prog, off_ane, channels_last, unsplit)
+    return cost.cpu_time_us(w, chip, fitted) if off_ane else cost.ane_time_us(w, chip, fitted)
+
+
+def works(prog: Program, off_ane: set[str], channels_last: set[str],
+          unsplit: set[str] = frozenset()) -> list[cost.Work]:
+    """The program's ops (consts left out) as the latency model's work, in program order."""
+    return [work(op, prog, op.name in off_ane, op.name in channels_last, op.name in unsplit)
+            for op in prog.ops if not op.type.startswith("const")]
 
 
 @dataclass
@@ -118,6 +126,7 @@ class Estimate:
     peak_memory_mib: float
     peak_activation_mib: float
     weights_mib: float
+    band: float = cost.BAND  # the latency's held-out error, a fraction (cost.BAND)
 
     def as_dict(self) -> dict:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -127,16 +136,14 @@ def estimate(prog: Program, off_ane: set[str], channels_last: set[str], chip: Ch
              fitted: dict = FITTED, unsplit: set[str] = frozenset()) -> Estimate:
     """``off_ane``/``channels_last``/``unsplit``: names of the ops the placement rules flagged so
     (``unsplit``: rules ``UNSPLIT_RULES``); ``fitted``: the fitted parameters (``FITTED``; the
-    calibration passes trial values)."""
-    ane = cpu = 0.0
-    for op in prog.ops:
-        if op.type.startswith("const"):
-            continue
-        t = op_time_us(op, prog, chip, op.name in off_ane, op.name in channels_last, fitted, op.name in unsplit)
-        if op.name in off_ane:
-            cpu += t
-        else:
-            ane += t
+    fit passes trial values)."""
+    return estimate_works(prog, works(prog, off_ane, channels_last, unsplit), chip, fitted)
+
+
+def estimate_works(prog: Program, program_works: list[cost.Work], chip: ChipProfile,
+                   fitted: dict = FITTED) -> Estimate:
+    """The estimate of a program already turned into work (``works``)."""
+    total, ane, off = cost.latency_us(program_works, chip, fitted)
     weights, peak = prog.weight_bytes, prog.peak_activations[0]
-    return Estimate(chip.name, (DISPATCH_US + ane + cpu) / 1e3, ane / 1e3, cpu / 1e3, len(off_ane),
-                    (weights + peak) / 2**20, peak / 2**20, weights / 2**20)
+    return Estimate(chip.name, total / 1e3, ane / 1e3, off / 1e3, sum(w.off_ane for w in program_works),
+                    (weights + peak) / 2**20, peak / 2**20, weights / 2**20, cost.BAND)

@@ -14,6 +14,8 @@ import html
 import math
 from pathlib import Path
 
+from .. import cost
+from ..cost import speedup_text
 from .report import Analysis, analyze
 
 MAX_OP_ROWS = 300
@@ -67,7 +69,7 @@ def latency_chart(analyses: dict[str, Analysis]) -> str:
             y = y0 + j * bar
             parts.append(f'<rect class="bar {side}" data-chip="{_e(chip)}" data-ms="{ms}" x="{left}" y="{y}" '
                          f'width="{w:.1f}" height="{bar - 2}" fill="{COLORS.get(side, "#888")}">'
-                         f"<title>{_e(side)} {_e(chip)}: {ms:.2f} ms</title></rect>")
+                         f"<title>{_e(side)} {_e(chip)}: {ms:.2f} ms {_e(cost.band_text(a.estimates[chip]['band']))}</title></rect>")
             parts.append(f'<text x="{left + w + 4:.1f}" y="{y + bar - 5}" font-size="11">{ms:.2f} ms</text>')
     legend_y = height - 14
     for j, side in enumerate(analyses):
@@ -131,13 +133,17 @@ def report_html(package, baseline=None, function: str | None = None, draws: int 
     paths = {"baseline": baseline, "rewritten": package} if baseline is not None else {"rewritten": package}
     analyses = {side: analyze(p, function=function) for side, p in paths.items()}
     chip = next(iter(analyses["rewritten"].estimates))
-    cards = [f'<div class="card">est. latency {chip}, rewritten<b>{analyses["rewritten"].estimates[chip]["latency_ms"]:.2f} ms</b></div>']
+    band = analyses["rewritten"].estimates[chip]["band"]
+    cards = [f'<div class="card">est. latency {chip}, rewritten<b>{analyses["rewritten"].estimates[chip]["latency_ms"]:.2f} ms'
+             f' <small>{_e(cost.band_text(band))}</small></b></div>']
     if baseline is not None:
         b, r = (analyses[s].estimates[chip]["latency_ms"] for s in ("baseline", "rewritten"))
-        cards.insert(0, f'<div class="card">est. latency {chip}, baseline<b>{b:.2f} ms</b></div>')
-        cards.append(f'<div class="card">estimated speed-up<b>{b / r:.2f}×</b></div>')
+        cards.insert(0, f'<div class="card">est. latency {chip}, baseline<b>{b:.2f} ms <small>{_e(cost.band_text(band))}</small></b></div>')
+        cards.append(f'<div class="card">estimated speed-up<b>{_e(speedup_text(b, r, band))}</b></div>')
     sections = [("Estimated latency per chip profile", latency_chart(analyses)
-                 + '<p class="note">Analytic estimates (ane_rewrite/analysis/estimate.py), not device measurements.</p>'),
+                 + f'<p class="note">Analytic estimates (ane_rewrite/cost.py), not device measurements: each is within '
+                 f'{_e(cost.band_text(band))} of the device for 90 % of published measurements the model was not fitted '
+                 'to; a speed-up is a gain only beyond that band.</p>'),
                 ("Metrics", _metrics(analyses)), ("Op mix", _op_mix(analyses)), ("Findings by rule", _rules(analyses)),
                 ("Findings per op", "".join(_findings(side, a) for side, a in analyses.items()))]
     if execute:

@@ -38,6 +38,15 @@ def _fp32(op, prog):
     return f"fp32 output {wide[0].name} {list(wide[0].shape)}" if wide else None
 
 
+def _integer(op, prog):
+    for side, values in (("output", op.outputs), ("input", [prog.values[i] for i in op.inputs
+                                                           if i in prog.values and not prog.is_const(i)])):
+        ints = [v for v in values if v.dtype in hw.INTEGER_DTYPES]
+        if ints:
+            return f"{ints[0].dtype.lower()} {side} {ints[0].name} {list(ints[0].shape)}"
+    return None
+
+
 def _rotation(indices: tuple, n: int) -> int | None:
     """indices = a cyclic shift of range(n) by s (torch.roll's conversion) → s, else None."""
     if len(indices) != n or n == 0:
@@ -177,6 +186,8 @@ def _blockwise(op, prog):
 RULES: tuple[PlacementRule, ...] = (
     PlacementRule("fp32", (), "off_ane", "runs off the ANE (the ANE computes in fp16)",
                   f"{PLACEMENT}: fp32 tensors", _fp32),
+    PlacementRule("int_or_bool", (), "off_ane", "runs on the CPU (the ANE computes in fp16 only)",
+                  f"{PLACEMENT}: integer or boolean tensors", _integer),
     PlacementRule("gather", hw.GATHER_OPS, "off_ane", "runs on the CPU",
                   f"{PLACEMENT}: gather, gather_nd, scatter*; roll: passes/windows.py", _gather),
     PlacementRule("control_flow", hw.CONTROL_FLOW_OPS, "off_ane", "runs on the CPU",

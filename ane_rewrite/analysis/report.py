@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from . import estimate as est
+from .. import cost
 from .. import hardware as hw
 from ..errors import InputError
 from ..coreml.mil import RESHAPE_FAMILY, load_spec, op_mix, program_inputs, program_ops
@@ -47,7 +48,8 @@ class Analysis:
     def as_dict(self) -> dict:
         return {"findings": [asdict(f) for f in self.findings], "metrics": self.metrics,
                 "estimates": self.estimates,
-                "estimate_note": "analytic estimates, not device measurements",
+                "estimate_note": (f"analytic estimates, not device measurements; each latency's error: "
+                                  f"{cost.band_text()} (band, a fraction: {cost.BAND_SOURCE})"),
                 "fitted_parameters": self.fitted}
 
     def to_json(self) -> str:
@@ -104,12 +106,8 @@ def _metrics(prog: Program) -> dict:
     }
 
 
-def analyze(model, profiles: tuple[str, ...] | None = None, fitted: dict | None = None,
-            function: str | None = None) -> Analysis:
-    """``model``: an MLModel, its spec, or the path of a saved .mlpackage / .mlmodel;
-    ``profiles``: chip names of ``hardware.CHIPS`` (all by default); ``fitted``: trial values
-    of the estimator's fitted parameters (the calibration uses it); ``function``: the function
-    of a multifunction program (its default one unless named)."""
+def load_program(model, function: str | None = None) -> Program:
+    """The MIL program of an MLModel, its spec, or a saved .mlpackage / .mlmodel path."""
     try:
         spec = load_spec(model)
     except Exception as e:  # noqa: BLE001 - re-raised with the cause named
@@ -117,17 +115,34 @@ def analyze(model, profiles: tuple[str, ...] | None = None, fitted: dict | None 
     if spec.WhichOneof("Type") != "mlProgram":
         raise InputError("not an ML Program (neuralnetwork models have no MIL program to analyze); "
                          "export with convert_to='mlprogram'")
-    prog = Program(program_ops(spec, function), program_inputs(spec, function))
-    findings = _findings(prog)
+    return Program(program_ops(spec, function), program_inputs(spec, function))
+
+
+def placed_works(prog: Program, findings: list[Finding] | None = None) -> list:
+    """The program as the latency model's work (``estimate.works``), with what the placement
+    rules flagged: off the ANE, channels-last projections, work the ANE cannot split."""
+    findings = _findings(prog) if findings is None else findings
     off_ane = {f.op for f in findings if f.severity == "off_ane"}
     channels_last = {f.op for f in findings if f.rule == "channels_last_linear"}
     unsplit = {f.op for f in findings if f.rule in est.UNSPLIT_RULES}
-    names = profiles or tuple(hw.CHIPS)
+    return est.works(prog, off_ane, channels_last, unsplit)
+
+
+def analyze(model, profiles: tuple[str, ...] | None = None, fitted: dict | None = None,
+            function: str | None = None) -> Analysis:
+    """``model``: an MLModel, its spec, or the path of a saved .mlpackage / .mlmodel;
+    ``profiles``: chip names of ``hardware.CHIPS`` (``hardware.DEFAULT_CHIPS`` by default);
+    ``fitted``: trial values of the latency model's fitted parameters; ``function``: the
+    function of a multifunction program (its default one unless named)."""
+    prog = load_program(model, function)
+    findings = _findings(prog)
+    works = placed_works(prog, findings)
+    names = profiles or hw.DEFAULT_CHIPS
     unknown = [n for n in names if n not in hw.CHIPS]
     if unknown:
         raise InputError(f"unknown chip profile(s) {unknown}; known: {list(hw.CHIPS)}")
     fitted = {**est.FITTED, **(fitted or {})}
-    estimates = {n: est.estimate(prog, off_ane, channels_last, hw.CHIPS[n], fitted, unsplit).as_dict() for n in names}
+    estimates = {n: est.estimate_works(prog, works, hw.CHIPS[n], fitted).as_dict() for n in names}
     return Analysis(findings, _metrics(prog), estimates, fitted)
 
 
@@ -148,9 +163,10 @@ def format_analysis(a: Analysis, max_per_rule: int = 3) -> str:
         lines.append(f"largest tensor {t['name']} {t['shape']} {t['bytes'] / 2**20:.2f} MiB; activations "
                      f"{m['activation_bytes_padded'] / 2**20:.1f} MiB padded; peak live "
                      f"{m['peak_live_activation_bytes'] / 2**20:.2f} MiB; weights {m['weight_bytes'] / 2**20:.1f} MiB")
-    lines.append("estimates (analytic, not measured; fitted: "
-                 + ", ".join(f"{k} = {v}" for k, v in a.fitted.items()) + "):")
+    lines.append(f"estimates (analytic, not measured: {cost.band_text()}; fitted on published "
+                 "measurements: " + ", ".join(f"{k} = {v:g}" for k, v in a.fitted.items()) + "):")
     for chip, e in a.estimates.items():
-        lines.append(f"  {chip}: latency {e['latency_ms']:.2f} ms ({e['off_ane_ops']} ops off the ANE: "
+        lines.append(f"  {chip}: latency {e['latency_ms']:.2f} ms {cost.band_text(e['band'])} "
+                     f"({e['off_ane_ops']} ops off the ANE: "
                      f"{e['off_ane_ms']:.2f} ms), peak memory {e['peak_memory_mib']:.1f} MiB")
     return "\n".join(lines)

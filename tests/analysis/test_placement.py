@@ -6,6 +6,7 @@ import pytest
 
 from ane_rewrite import hardware
 from ane_rewrite.analysis import placement
+from ane_rewrite.analysis.report import _findings
 from tests.analysis.programs import P
 from tests.helpers import doc_anchors
 
@@ -25,6 +26,21 @@ def test_fp32_and_clean_fp16():
     assert p.rules() == set()
     p.op("relu", (1, 64, 1, 128), dtype="FLOAT32", x="x")
     assert p.rules() == {"fp32"}
+
+
+def test_integer_and_boolean_tensors_run_on_the_cpu():
+    p = P()
+    mask = p.op("cast", (1, 64, 1, 128), dtype="BOOL", x="x")
+    p.op("select", (1, 64, 1, 128), cond=mask, a="x", b="x")  # fp16 out, a bool mask in
+    flagged = [f for f in _findings(p.program()) if f.rule == "int_or_bool"]
+    assert [f.type for f in flagged] == ["cast", "select"]
+    assert "bool output" in flagged[0].reason and "bool input" in flagged[1].reason
+    assert all(f.severity == "off_ane" for f in flagged)
+    clean = P()
+    clean.op("relu", (1, 64, 1, 128), x="x")
+    clean.const("shape", (1, 64), shape=(2,))  # an integer constant is a parameter, not a tensor computed
+    clean.op("reshape", (1, 64, 128), x="x", shape="shape")
+    assert "int_or_bool" not in clean.rules()
 
 
 @pytest.mark.parametrize("type_,rule", [("cond", "control_flow"), ("while_loop", "control_flow"),

@@ -7,7 +7,7 @@ from torch import nn
 
 import ane_rewrite
 from ane_rewrite.analysis import report as analysis
-from ane_rewrite import hardware
+from ane_rewrite import cost, hardware
 from ane_rewrite.analysis import placement
 from ane_rewrite.cli import main
 from ane_rewrite.errors import InputError
@@ -55,11 +55,12 @@ def test_estimates_are_per_chip(tiny_distilbert):
     """At this toy size the per-op cost dominates (the rewrite has more ops); the realistic-size
     comparison is in tests/test_cli.py and benchmarks/."""
     base, new, _ = tiny_distilbert
-    assert set(base.estimates) == set(hardware.CHIPS)
+    assert tuple(base.estimates) == hardware.DEFAULT_CHIPS and set(hardware.DEFAULT_CHIPS) <= set(hardware.CHIPS)
     for chip, e in base.estimates.items():
         assert e["latency_ms"] > e["ane_ms"] > 0 and new.estimates[chip]["latency_ms"] > 0
-        assert e["peak_memory_mib"] >= e["weights_mib"] > 0
-        assert (e["off_ane_ops"], new.estimates[chip]["off_ane_ops"]) == (2, 1)
+        assert e["peak_memory_mib"] >= e["weights_mib"] > 0 and e["band"] == cost.BAND
+        # the lookups, and the mask made from the integer attention_mask (the ANE computes in fp16)
+        assert e["off_ane_ops"] > new.estimates[chip]["off_ane_ops"] >= 1
 
 
 def test_json_cli_prints_findings_metrics_estimates(tiny_distilbert, capsys):

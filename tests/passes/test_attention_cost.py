@@ -11,11 +11,24 @@ from tests.passes.test_logit_steps import B, C, S, Steps
 pytestmark = pytest.mark.attention_cost  # the default pipeline, cost check on
 
 
-def test_a_base_size_attention_pays_and_a_tiny_one_does_not():
-    assert per_head_pays(1, 12, 128, 128, 64, 64, masked=True) is None          # DistilBERT, seq 128
+def test_a_long_attention_pays_and_a_tiny_one_does_not():
+    assert per_head_pays(1, 12, 512, 512, 64, 64, masked=True) is None          # DistilBERT, seq 512
+    assert per_head_pays(1, 8, 1500, 1500, 64, 64, masked=False) is None        # Whisper's encoder
     assert per_head_pays(64, 3, 49, 49, 32, 32, masked=True) is None            # Swin-T's 7×7 windows
     reason = per_head_pays(1, 8, 49, 49, 32, 128, masked=False)                  # EfficientFormer-L1
     assert reason is not None and reason.startswith(COST_REASON) and "µs" in reason
+
+
+def test_where_the_forms_are_close_the_chip_where_per_head_loses_decides():
+    """DistilBERT at 128 tokens: per head is estimated faster on A14/A15/M1 and slower on the
+    chips with more compute per byte (M4), within the error band either way: left batched."""
+    from ane_rewrite.hardware import CHIPS
+    from ane_rewrite.passes._attention_cost import _times_us
+
+    times = {name: _times_us(chip, 1, 12, 128, 128, 64, 64, True) for name, chip in CHIPS.items()}
+    assert times["A15"][1] < times["A15"][0] and times["M4"][1] > times["M4"][0]
+    reason = per_head_pays(1, 12, 128, 128, 64, 64, masked=True)
+    assert reason is not None and "on M4" in reason
 
 
 def test_a_toy_attention_is_left_batched_with_its_reason_and_its_projections_converted():
