@@ -59,18 +59,18 @@ PRIOR = {
 
 # Fitted by benchmarks/published_latency.py (see its output, benchmarks/published/fit.json).
 FIT = {
-    "inference_us": 164.2,
-    "compute_op_us": 1.398,
-    "other_op_us": 0.7156,
-    "conv_efficiency": 0.4684,
-    "product_efficiency": 0.1617,
-    "channels_last_copies": 0.9856,
-    "unsplit_efficiency": 0.2875,
-    "onchip_gbps_per_tops": 54.47,
-    "dram_efficiency": 1.106,
-    "switch_us": 50.44,
+    "inference_us": 157.5,
+    "compute_op_us": 1.344,
+    "other_op_us": 0.6892,
+    "conv_efficiency": 0.4799,
+    "product_efficiency": 0.1644,
+    "channels_last_copies": 0.983,
+    "unsplit_efficiency": 0.2827,
+    "onchip_gbps_per_tops": 56.67,
+    "dram_efficiency": 1.0,
+    "switch_us": 47.85,
     "cpu_gflops": 99.68,
-    "transfer_gbps": 1.295,
+    "transfer_gbps": 1.337,
 }
 
 # The held-out error of an estimate: 90 % of the published measurements, each predicted by a

@@ -4,7 +4,8 @@ was not fitted: leave-one-source-out.
 The parameters are those of ``cost.PRIOR``, fitted in log space by least squares on
 log(estimate ÷ published) — each source's rows weighted 1/√n, so a source of many rows does not
 outvote the others — plus a pull towards each prior (log(value ÷ prior) ÷ log(spread)), which
-keeps a parameter the rows say little about where the physics puts it (weight ``PRIOR_WEIGHT``). Nothing is fitted per
+keeps a parameter the rows say little about where the physics puts it (weight ``PRIOR_WEIGHT``);
+an efficiency is at most 1 (no op runs above the chip's peak or reads DRAM above its spec). Nothing is fitted per
 model, family or source. Scoring: for each source, the fit on every other source predicts its
 rows (held out); the band printed beside every estimate is the 90th percentile of those held-out
 errors |estimate ÷ published − 1|.
@@ -22,7 +23,9 @@ from ane_rewrite import cost, hardware
 
 PARAMS = tuple(cost.PRIOR)
 BAND_QUANTILE = 0.9
-PRIOR_WEIGHT = 0.3  # a parameter moved by its spread costs as much as one source off by 30 % in log
+PRIOR_WEIGHT = 0.3
+# Physics bounds the fit: an efficiency is a fraction of a rate the chip has (its peak, its DRAM).
+AT_MOST_ONE = tuple(p for p in PARAMS if p.endswith("_efficiency"))  # a parameter moved by its spread costs as much as one source off by 30 % in log
 ACCEPT = {"median": 0.25, "worst": 0.60, "rank": 0.9}  # issue 28's bars
 
 
@@ -52,7 +55,9 @@ def fit_params(rows: list[dict], cols: dict, key) -> dict:
         return np.concatenate([weights * np.log(predict_ms(rows, cols, key, fit) / published),
                                PRIOR_WEIGHT * (x - prior) / spread])
 
-    best = least_squares(residuals, prior, method="trf", x_scale=1.0, max_nfev=400)
+    upper = np.array([0.0 if p in AT_MOST_ONE else np.inf for p in PARAMS])
+    best = least_squares(residuals, np.minimum(prior, upper - 1e-3), bounds=(-np.inf, upper), method="trf",
+                         x_scale=1.0, max_nfev=400)
     return {p: float(f"{v:.4g}") for p, v in zip(PARAMS, np.exp(best.x))}
 
 
