@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from . import bench, cost
+from .cli_table import estimate_rows, table as _table
 from .coreml import mil
 from .coreml.compress import COMPRESSIONS
 from .frontend import models
@@ -47,12 +48,6 @@ def _step(i: int, n: int, text: str) -> float:
 
 def _slug(source: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", source).strip("_")
-
-
-def _table(rows: list[tuple[str, str, str]]) -> str:
-    w0 = max(len(r[0]) for r in rows)
-    w1 = max(len(r[1]) for r in rows)
-    return "\n".join(f"  {a:<{w0}}  {b:>{w1}}  {c:>9}" for a, b, c in rows)
 
 
 def run_optimize(args) -> int:
@@ -212,9 +207,7 @@ def _analysis_table(base, new) -> str:
                  f"{mn['largest_tensor']['bytes'] / 2**20:.2f}"))
     for chip in base.estimates:
         eb, en = base.estimates[chip], new.estimates[chip]
-        rows.append((f"est. latency {chip} (ms, {cost.band_text(eb['band'])})", f"{eb['latency_ms']:.2f}", f"{en['latency_ms']:.2f}"))
-        rows.append((f"  speed-up {chip} (a gain only above {1 + eb['band']:.2f}×)", "-",
-                     f"{eb['latency_ms'] / en['latency_ms']:.2f}×"))
+        rows += estimate_rows(chip, eb["latency_ms"], en["latency_ms"], eb["band"])
     chip = next(iter(base.estimates))
     rows.append(("est. peak memory (MiB)", f"{base.estimates[chip]['peak_memory_mib']:.1f}",
                  f"{new.estimates[chip]['peak_memory_mib']:.1f}"))

@@ -90,8 +90,7 @@ def _json(source: str, seq_lens: list[int], results: list[dict], packages: dict,
 
 
 def _text(source: str, results: list[dict], packages: dict, compress: str | None) -> str:
-    from . import cost
-    from .cli import _table
+    from .cli_table import estimate_rows, table as _table
 
     chip = next(iter(results[0]["analyses"]["baseline"].estimates))
     rows = [("seq_len (function)", "baseline", "rewritten")]
@@ -103,9 +102,7 @@ def _text(source: str, results: list[dict], packages: dict, compress: str | None
         for key, label in (("ops", "ops (non-const)"), ("linear", "linear"), ("softmax", "softmax"),
                            ("transpose", "transpose")):
             rows.append((f"  {label}", str(s["baseline"][key]), str(s["rewritten"][key])))
-        band = a["baseline"].estimates[chip]["band"]
-        rows.append((f"  est. latency {chip} (ms, {cost.band_text(band)})", f"{lb:.2f}", f"{ln:.2f}"))
-        rows.append((f"  speed-up {chip} (a gain only above {1 + band:.2f}×)", "-", f"{lb / ln:.2f}×"))
+        rows += estimate_rows(chip, lb, ln, a["baseline"].estimates[chip]["band"], indent="  ")
         if r["artefacts"] is not None:
             for prec in ("fp32", "fp16"):
                 rows.append((f"  executed {prec} PSNR (dB)", f"{r['artefacts']['baseline'][prec].psnr:.1f}",

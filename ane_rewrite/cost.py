@@ -111,6 +111,13 @@ def ane_times_us(kind, flops, act, weights, channels_last, unsplit, chip: ChipPr
     return np.where(view, 0.0, overhead + np.maximum(flops / rate, moved))
 
 
+def ane_total_us(works: list[Work], chip: ChipProfile, fit: dict = FIT) -> float:
+    """Σ ``ane_time_us`` over ops (all taken on the ANE), in one pass of the array form."""
+    a = as_arrays(works)
+    return float(ane_times_us(a["kind"], a["flops"], a["act_bytes"], a["weight_bytes"], a["channels_last"],
+                              a["unsplit"], chip, fit).sum())
+
+
 def cpu_time_us(w: Work, chip: ChipProfile, fit: dict = FIT) -> float:
     """An op off the ANE."""
     return cpu_times_us(w.flops, w.act_bytes, w.weight_bytes, chip, fit)

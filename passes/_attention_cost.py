@@ -17,7 +17,7 @@ that test the lowering's structure).
 """
 from __future__ import annotations
 
-from ane_rewrite.cost import Work, ane_time_us
+from ane_rewrite.cost import Work, ane_total_us
 from ane_rewrite.hardware import CHIPS, COMPUTE_BYTES, shape_bytes
 
 from ._heads import unread_as_they_lie
@@ -59,7 +59,7 @@ def _forms(b: int, h: int, q: int, k: int, d: int, dv: int, masked: bool,
 def _times_us(chip, b: int, h: int, q: int, k: int, d: int, dv: int, masked: bool,
               head_transposes: int = 4) -> tuple[float, float]:
     batched, per_head = _forms(b, h, q, k, d, dv, masked, head_transposes)
-    return sum(ane_time_us(w, chip) for w in batched), sum(ane_time_us(w, chip) for w in per_head)
+    return ane_total_us(batched, chip), ane_total_us(per_head, chip)
 
 
 def per_head_pays(b: int, h: int, q: int, k: int, d: int, dv: int, masked: bool,

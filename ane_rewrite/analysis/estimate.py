@@ -137,13 +137,19 @@ def estimate(prog: Program, off_ane: set[str], channels_last: set[str], chip: Ch
     """``off_ane``/``channels_last``/``unsplit``: names of the ops the placement rules flagged so
     (``unsplit``: rules ``UNSPLIT_RULES``); ``fitted``: the fitted parameters (``FITTED``; the
     fit passes trial values)."""
-    return estimate_works(prog, works(prog, off_ane, channels_last, unsplit), chip, fitted)
+    return estimate_works(prog, works(prog, off_ane, channels_last, unsplit), [chip], fitted)[0]
 
 
-def estimate_works(prog: Program, program_works: list[cost.Work], chip: ChipProfile,
-                   fitted: dict = FITTED) -> Estimate:
-    """The estimate of a program already turned into work (``works``)."""
-    total, ane, off = cost.latency_us(program_works, chip, fitted)
+def estimate_works(prog: Program, program_works: list[cost.Work], chips: list[ChipProfile],
+                   fitted: dict = FITTED) -> list[Estimate]:
+    """The estimates, one per chip, of a program already turned into work (``works``): its
+    columns (``cost.as_arrays``) are made once for all the chips."""
+    columns = cost.as_arrays(program_works)
+    off_ops = sum(w.off_ane for w in program_works)
     weights, peak = prog.weight_bytes, prog.peak_activations[0]
-    return Estimate(chip.name, total / 1e3, ane / 1e3, off / 1e3, sum(w.off_ane for w in program_works),
-                    (weights + peak) / 2**20, peak / 2**20, weights / 2**20, cost.BAND)
+    out = []
+    for chip in chips:
+        total, ane, off = cost.program_us(columns, chip, fitted)
+        out.append(Estimate(chip.name, total / 1e3, ane / 1e3, off / 1e3, off_ops, (weights + peak) / 2**20,
+                            peak / 2**20, weights / 2**20, cost.BAND))
+    return out

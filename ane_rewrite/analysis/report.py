@@ -142,7 +142,7 @@ def analyze(model, profiles: tuple[str, ...] | None = None, fitted: dict | None 
     if unknown:
         raise InputError(f"unknown chip profile(s) {unknown}; known: {list(hw.CHIPS)}")
     fitted = {**est.FITTED, **(fitted or {})}
-    estimates = {n: est.estimate_works(prog, works, hw.CHIPS[n], fitted).as_dict() for n in names}
+    estimates = {e.chip: e.as_dict() for e in est.estimate_works(prog, works, [hw.CHIPS[n] for n in names], fitted)}
     return Analysis(findings, _metrics(prog), estimates, fitted)
 
 
