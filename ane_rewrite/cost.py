@@ -6,17 +6,19 @@ before choosing), so the figures printed and the decisions taken cannot drift ap
 
     latency    = inference_us + Σ_ANE t(op) + Σ_off t_cpu(op) + switch_us · (ANE ↔ CPU changes)
     t(op)      = op_us(kind) + max(flops / (peak · efficiency), act · copies / bw + weights / dram)
-    t_cpu(op)  = flops / cpu_gflops + (act + weights) / dram + act / transfer_gbps
+    t_cpu(op)  = flops / cpu_gflops + (act + weights) / dram_soc + act / transfer_gbps
     peak       = the chip's fp16 rate (``hardware.CHIPS``: marketed TOPS, fp16-equivalent)
     efficiency = conv_efficiency for convolutions and projections, product_efficiency for a
-                 product of two activations (attention); × unsplit_efficiency for work the ANE
-                 cannot split across its cores (all heads' logits at once, a softmax over a
-                 spatial axis)
-    copies     = 1 + channels_last_copies for a projection on channels-last tokens (B, S, C): its
-                 activations are laid out again on the way in and out; else 1
+                 product of two activations (attention)
+    copies     = 1, + channels_last_copies for a projection on channels-last tokens (B, S, C) (its
+                 activations are laid out again on the way in and out), + unsplit_copies for work
+                 the ANE cannot split across its cores (all heads' logits at once, a softmax over a
+                 spatial axis: the whole tensor is moved again rather than kept in pieces)
     bw         = onchip_gbps_per_tops · the chip's TOPS when the op's activations (last axis
-                 padded to 64 bytes) fit the on-chip cache, else DRAM; dram = the chip's DRAM
-                 bandwidth · dram_efficiency; weights are always read from DRAM
+                 padded to 64 bytes) fit the on-chip cache, else dram
+    dram       = min(the chip's DRAM bandwidth · dram_efficiency, ane_dram_gbps): what the ANE
+                 reaches of the DRAM (its own port: the SoC's wider buses of the Pro and Max chips
+                 serve the GPU); weights are always read from DRAM; dram_soc: the chip's DRAM
     transfer   an op off the ANE carries its activations across the boundary between the
                ANE's buffers and the CPU's (layout and precision converted) at transfer_gbps
     kinds      ``compute`` (conv, linear, matmul, einsum: op_us = compute_op_us), ``other``
@@ -49,9 +51,10 @@ PRIOR = {
     "conv_efficiency": (0.5, 3.0),        # of the marketed rate; measured GEMM on M1 is 3–4 of 11 TOPS
     "product_efficiency": (0.5, 3.0),     # the penalties start neutral: no effect until the data show one
     "channels_last_copies": (1.0, 4.0),   # a projection on (B, S, C) moves its activations this many more times
-    "unsplit_efficiency": (1.0, 8.0),     # of the rate, for work the ANE cannot split across its cores
+    "unsplit_copies": (1.0, 8.0),         # work the ANE cannot split across its cores moves its tensor this many more times
     "onchip_gbps_per_tops": (40.0, 4.0),  # on-chip activation bandwidth, per TOPS of the engine
     "dram_efficiency": (0.7, 2.0),        # of the DRAM's spec bandwidth
+    "ane_dram_gbps": (60.0, 3.0),         # the ANE's own reach to DRAM, whatever the SoC's buses (same engine in M1 … M1 Max)
     "switch_us": (50.0, 4.0),             # per change between the ANE and the CPU
     "cpu_gflops": (100.0, 10.0),          # what an op falling back to the CPU gets
     "transfer_gbps": (4.0, 10.0),         # activations carried between the ANE's buffers and the CPU's
@@ -59,23 +62,24 @@ PRIOR = {
 
 # Fitted by benchmarks/published_latency.py (see its output, benchmarks/published/fit.json).
 FIT = {
-    "inference_us": 157.5,
-    "compute_op_us": 1.344,
-    "other_op_us": 0.6892,
-    "conv_efficiency": 0.4799,
-    "product_efficiency": 0.1644,
-    "channels_last_copies": 0.983,
-    "unsplit_efficiency": 0.2827,
-    "onchip_gbps_per_tops": 56.67,
+    "inference_us": 153.7,
+    "compute_op_us": 1.392,
+    "other_op_us": 0.7037,
+    "conv_efficiency": 0.4791,
+    "product_efficiency": 0.4404,
+    "channels_last_copies": 0.982,
+    "unsplit_copies": 1.57,
+    "onchip_gbps_per_tops": 52.79,
     "dram_efficiency": 1.0,
-    "switch_us": 47.85,
+    "ane_dram_gbps": 45.9,
+    "switch_us": 49.62,
     "cpu_gflops": 99.68,
-    "transfer_gbps": 1.337,
+    "transfer_gbps": 1.288,
 }
 
 # The held-out error of an estimate: 90 % of the published measurements, each predicted by a
 # fit that never saw its source, lie within ±BAND of it (benchmarks/published/fit.json).
-BAND = 0.4
+BAND = 0.35
 BAND_SOURCE = "benchmarks/published/fit.json (leave-one-source-out over benchmarks/published/latency.csv)"
 
 
@@ -103,12 +107,18 @@ def ane_times_us(kind, flops, act, weights, channels_last, unsplit, chip: ChipPr
     the fit evaluates on thousands of ops at a time."""
     compute, view = kind == KINDS.index("compute"), kind == KINDS.index("view")
     efficiency = np.where(compute, np.where(weights > 0, fit["conv_efficiency"], fit["product_efficiency"]), 1.0)
-    rate = chip.ane_tops * 1e6 * efficiency * np.where(unsplit, fit["unsplit_efficiency"], 1.0)  # flops per µs
-    dram = chip.dram_gbps * fit["dram_efficiency"] * 1e3  # bytes per µs
+    rate = chip.ane_tops * 1e6 * efficiency  # flops per µs
+    dram = ane_dram_bytes_per_us(chip, fit)
     bw = np.where(act <= chip.cache_mib * 2**20, fit["onchip_gbps_per_tops"] * chip.ane_tops * 1e3, dram)
-    moved = act * np.where(channels_last, 1.0 + fit["channels_last_copies"], 1.0) / bw + weights / dram
+    copies = 1.0 + np.where(channels_last, fit["channels_last_copies"], 0.0) + np.where(unsplit, fit["unsplit_copies"], 0.0)
+    moved = act * copies / bw + weights / dram
     overhead = np.where(compute, fit["compute_op_us"], fit["other_op_us"])
     return np.where(view, 0.0, overhead + np.maximum(flops / rate, moved))
+
+
+def ane_dram_bytes_per_us(chip: ChipProfile, fit: dict = FIT) -> float:
+    """What the ANE reads from DRAM per µs: the chip's bandwidth, at most the engine's own reach."""
+    return min(chip.dram_gbps * fit["dram_efficiency"], fit["ane_dram_gbps"]) * 1e3
 
 
 def ane_total_us(works: list[Work], chip: ChipProfile, fit: dict = FIT) -> float:

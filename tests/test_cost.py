@@ -18,7 +18,7 @@ def test_compute_is_bound_by_the_larger_of_its_flops_and_its_bytes():
     assert cost.ane_time_us(big, A14) == pytest.approx(
         cost.FIT["compute_op_us"] + 1e10 / (A14.ane_tops * 1e6 * cost.FIT["conv_efficiency"]))
     wide = cost.Work("compute", flops=10.0, act_bytes=10, weight_bytes=50_000_000)
-    dram = A14.dram_gbps * cost.FIT["dram_efficiency"] * 1e3
+    dram = cost.ane_dram_bytes_per_us(A14)
     assert cost.ane_time_us(wide, A14) == pytest.approx(cost.FIT["compute_op_us"] + (10 / (cost.FIT["onchip_gbps_per_tops"] * A14.ane_tops * 1e3) + 50_000_000 / dram))
 
 
@@ -31,8 +31,27 @@ def test_a_product_of_two_activations_runs_at_its_own_efficiency():
 def test_activations_past_the_cache_move_at_dram_speed():
     limit = int(A14.cache_mib * 2**20)
     inside, outside = (cost.ane_time_us(cost.Work("other", act_bytes=n), A14) for n in (limit, limit + 64))
-    assert outside - cost.FIT["other_op_us"] == pytest.approx((limit + 64) / (A14.dram_gbps * cost.FIT["dram_efficiency"] * 1e3))
+    assert outside - cost.FIT["other_op_us"] == pytest.approx((limit + 64) / cost.ane_dram_bytes_per_us(A14))
     assert inside < outside
+
+
+def test_the_ane_reaches_dram_at_the_chip_bandwidth_or_its_own_port_whichever_is_less():
+    slow, wide = CHIPS["A14"], CHIPS["M1 Pro"]  # 34.1 and 204.8 GB/s of DRAM
+    fit = dict(cost.FIT, ane_dram_gbps=50.0, dram_efficiency=1.0)
+    assert cost.ane_dram_bytes_per_us(slow, fit) == pytest.approx(34.1e3)
+    assert cost.ane_dram_bytes_per_us(wide, fit) == pytest.approx(50.0e3)
+    big = cost.Work("other", act_bytes=10**9)
+    assert cost.ane_time_us(big, wide, fit) == pytest.approx(fit["other_op_us"] + 1e9 / 50.0e3)
+    # an op off the ANE reads the DRAM through the SoC's buses, not the ANE's port
+    assert cost.cpu_time_us(cost.Work("other", act_bytes=10**9, off_ane=True), wide, fit) < cost.cpu_time_us(
+        cost.Work("other", act_bytes=10**9, off_ane=True), slow, fit)
+
+
+def test_work_the_ane_cannot_split_moves_its_tensor_again():
+    split = cost.Work("other", act_bytes=10**6)
+    whole = cost.Work("other", act_bytes=10**6, unsplit=True)
+    bw = cost.FIT["onchip_gbps_per_tops"] * A14.ane_tops * 1e3
+    assert cost.ane_time_us(whole, A14) - cost.ane_time_us(split, A14) == pytest.approx(10**6 * cost.FIT["unsplit_copies"] / bw)
 
 
 def test_views_are_free_and_drop_out_of_the_program():

@@ -20,15 +20,25 @@ def test_a_long_attention_pays_and_a_tiny_one_does_not():
 
 
 def test_where_the_forms_are_close_the_chip_where_per_head_loses_decides():
-    """DistilBERT at 128 tokens: per head is estimated faster on A14/A15/M1 and slower on the
-    chips with more compute per byte (M4), within the error band either way: left batched."""
+    """One head over 640 tokens: per head is estimated faster on the chips whose cache its
+    logits overflow at a low DRAM rate (A14, M1) and slower on those with more compute per byte
+    (M4): left batched, the reason naming the chip where it loses most."""
     from ane_rewrite.hardware import CHIPS
     from ane_rewrite.passes._attention_cost import _times_us
 
-    times = {name: _times_us(chip, 1, 12, 128, 128, 64, 64, True) for name, chip in CHIPS.items()}
-    assert times["A15"][1] < times["A15"][0] and times["M4"][1] > times["M4"][0]
-    reason = per_head_pays(1, 12, 128, 128, 64, 64, masked=True)
-    assert reason is not None and "on M4" in reason
+    times = {name: _times_us(chip, 1, 1, 640, 640, 64, 64, True) for name, chip in CHIPS.items()}
+    assert times["A14"][1] < times["A14"][0] and times["M4"][1] > times["M4"][0]
+    reason = per_head_pays(1, 1, 640, 640, 64, 64, masked=True)
+    worst = max((n for n in times if times[n][1] > times[n][0]), key=lambda n: times[n][1] / times[n][0])
+    assert reason is not None and f"on {worst}" in reason
+
+
+def test_distilbert_lengths_cross_over_where_the_logits_leave_the_cache():
+    """12 heads: at 128 and 256 tokens all heads' logits fit the on-chip cache and the per-head
+    form's 48 more ops lose; at 512 they do not, and per head pays on every chip."""
+    assert per_head_pays(1, 12, 128, 128, 64, 64, masked=True) is not None
+    assert per_head_pays(1, 12, 256, 256, 64, 64, masked=True) is not None
+    assert per_head_pays(1, 12, 512, 512, 64, 64, masked=True) is None
 
 
 def test_a_toy_attention_is_left_batched_with_its_reason_and_its_projections_converted():
