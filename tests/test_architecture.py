@@ -12,7 +12,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.project_files import ROOT, ignore_foreign, project_files
+
 STAGES = ["ane_rewrite.errors", "ane_rewrite.hardware", "ane_rewrite.cost", "ane_rewrite._source_tree", "ane_rewrite.frontend",
           "ane_rewrite.rewrite", "ane_rewrite.passes", "ane_rewrite.equivalence", "ane_rewrite.coreml",
           "ane_rewrite.runtime", "ane_rewrite.analysis", "ane_rewrite"]
@@ -21,7 +22,7 @@ BASE = 4  # errors, hardware, the latency model and the checkout mapping are one
 
 def _modules() -> dict[str, Path]:
     found = {}
-    for path in sorted((ROOT / "ane_rewrite").rglob("*.py")) + sorted((ROOT / "passes").rglob("*.py")):
+    for path in project_files(".py", ROOT / "ane_rewrite") + project_files(".py", ROOT / "passes"):
         rel = path.relative_to(ROOT).with_suffix("")
         parts = list(rel.parts)
         if parts[0] == "passes":
@@ -79,13 +80,13 @@ def test_no_pass_imports_the_analyzer_the_export_or_the_checker():
 
 def test_no_source_file_is_over_300_lines():
     long = [(str(p.relative_to(ROOT)), n) for folder in ("ane_rewrite", "passes", "tests", "benchmarks")
-            for p in (ROOT / folder).rglob("*.py") if (n := len(p.read_text().splitlines())) > 300]
+            for p in project_files(".py", ROOT / folder) if (n := len(p.read_text().splitlines())) > 300]
     assert long == []
 
 
 def test_the_stride_patches_are_gone_and_no_pass_repeats_the_matcher_preamble():
     gone = ("_views_to" + "_reshapes", "_relax" + "_views")
-    for path in list(ROOT.glob("*/**/*.py")) + list(ROOT.glob("*.md")) + list((ROOT / "docs").glob("*.md")):
+    for path in project_files(".py") + project_files(".md"):
         text = path.read_text()
         assert not [g for g in gone if g in text], path
     preamble = re.compile(r"= match_(?:from|to)\([^)]*\)\n\s+if \w+ is None:\n\s+return MatchResult\.skip\(\)")
@@ -98,7 +99,7 @@ def test_an_install_puts_only_ane_rewrite_top_level_with_its_passes(tmp_path):
     folder of its own and imported from outside the checkout, ``ane_rewrite.passes`` is there, a
     top-level ``passes`` is not."""
     source = tmp_path / "source"  # a copy: a stale build/ folder in the checkout would leak into the wheel
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns("build", "*.egg-info", ".git", "__pycache__"))
+    shutil.copytree(ROOT, source, ignore=ignore_foreign)  # no stale build/, no .venv
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     str(source), "-w", str(wheels)], check=True, capture_output=True)
