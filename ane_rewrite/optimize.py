@@ -14,28 +14,29 @@ from .rewrite.pipeline import Pipeline, PipelineResult
 from .rewrite.snapshot import Snapshot
 
 
-def _keep_unlowered_regions(model, example_inputs, pipeline: Pipeline, gm: GraphModule,
-                            report: PipelineResult, guarded: dict) -> tuple[GraphModule, PipelineResult]:
-    """An attention left batched keeps its projections' form: the model is captured again
-    (only then) and rewritten with them marked, and the report keeps the first run's reasons."""
+def _keep_unlowered_regions(captured: Snapshot, pipeline: Pipeline, gm: GraphModule,
+                            report: PipelineResult, guarded: dict) -> PipelineResult:
+    """An attention left batched keeps its projections' form: ``gm`` is put back as captured
+    (``captured``, the snapshot taken before the passes) and rewritten again with those
+    projections marked; the report keeps the first run's reasons."""
     from .passes import declined_attentions, mark_kept, merge_reasons, unlowered_regions
 
     declined = declined_attentions(report)
     if not declined:
-        return gm, report
-    fresh = capture(model, example_inputs)
-    keep = unlowered_regions(fresh, declined)
+        return report
+    keep = unlowered_regions(captured.module(gm), declined)
     if not keep:
-        return gm, report
-    mark_kept(fresh, keep)
-    second = pipeline(fresh, **guarded)
+        return report
+    captured.restore(gm)
+    mark_kept(gm, keep)
+    second = pipeline(gm, **guarded)
     merge_reasons(report, second)
-    return fresh, second
+    return second
 
 
-def _guard(gm: GraphModule, example_inputs: Any) -> Guard:
+def _guard(captured: Snapshot, gm: GraphModule, example_inputs: Any) -> Guard:
     try:
-        return Guard(Snapshot(gm).module(gm), example_inputs)
+        return Guard(captured.module(gm), example_inputs)
     except Exception as exc:  # the captured graph fails on its own inputs: they are wrong for it
         raise InputError(f"the model fails on its example inputs (or on a draw like them): "
                          f"{type(exc).__name__}: {exc}") from exc
@@ -61,8 +62,10 @@ def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int
     the first diverging node), and the rest of the pipeline runs. ``strict=True`` raises
     ``EquivalenceError`` instead. ``safe=False`` runs the passes unchecked.
 
-    ``options`` go to ``passes.default_pipeline``: ``max_queries_per_chunk`` (512) and
-    ``max_chunk_bytes`` (1 MiB) set the softmax chunking. An unknown option is an error.
+    ``options`` go to ``passes.default_pipeline`` (checked as a ``passes.PassOptions``):
+    ``max_queries_per_chunk`` (512) and ``max_chunk_bytes`` (1 MiB) set the softmax chunking;
+    ``lower_every_attention`` (False) lowers every attention per head, also where the estimate
+    says its batched form is faster. An unknown option or a bad value is an ``InputError``.
     """
     if example_inputs is None:
         example_inputs = models.example_inputs(model, seq_len=seq_len, batch=batch)
@@ -76,14 +79,18 @@ def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int
         unknown = sorted(set(options) - known)
         if unknown:
             raise InputError(f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        pipeline = default_pipeline(**options)
+        try:
+            pipeline = default_pipeline(**options)
+        except ValueError as exc:
+            raise InputError(f"bad option: {exc}") from exc
     elif options:
         raise InputError(f"options {', '.join(sorted(options))} configure the default pipeline; "
                          "they cannot be combined with pipeline=")
     gm = capture(model, example_inputs)
-    guarded = {"guard": _guard(gm, example_inputs), "strict": strict} if safe else {}
+    captured = Snapshot(gm)
+    guarded = {"guard": _guard(captured, gm, example_inputs), "strict": strict} if safe else {}
     report: PipelineResult = pipeline(gm, **guarded)
-    gm, report = _keep_unlowered_regions(model, example_inputs, pipeline, gm, report, guarded)
+    report = _keep_unlowered_regions(captured, pipeline, gm, report, guarded)
     gm.example_inputs = example_inputs
     gm.ane_report = report
     return gm

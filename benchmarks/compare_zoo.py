@@ -165,11 +165,10 @@ def run_one(name: str, spec: dict, workdir: Path, runs: int, execute: bool = Tru
     counts = fast.ane_report.counts()
     row["attention_lowered"] = sum(counts.get("attention", {}).get(r, 0) for r in ("sdpa_per_head", "eager_logit_steps"))
     row["declined"] = sum(len(r.declined) for r in fast.ane_report.results)
-    from ane_rewrite.passes._attention_cost import COST_REASON
+    from ane_rewrite.rewrite.rules import COST
 
     # the decisions the latency model takes: attentions left batched because per head would not pay
-    row["left_batched"] = sorted({d.reason for r in fast.ane_report.results for d in r.declined
-                                  if d.reason.startswith(COST_REASON)})
+    row["left_batched"] = sorted({d.reason for r in fast.ane_report.results for d in r.declined if d.kind == COST})
     row["rolled_back"] = [r.summary() for r in fast.ane_report.rolled_back]  # by safe mode
     report = ane_rewrite.verify(model, fast, example, draws=1)
     row["psnr_db"], row["equivalent"] = round(report.psnr, 1), report.ok

@@ -7,10 +7,11 @@ width — several not divisible by 8 —, heads and kv heads, norm kind and plac
 gating, learned/rotary (two layouts)/ALiBi/relative-bias positions, padding/causal/sliding/no
 masks, windowed vision blocks with conv stems, parallel residuals, shared weights, sequence 1 to
 1024). Each: built with random weights, ``optimize`` in safe mode with every attention lowered
-per head, ``verify`` over 5 draws (three more than the guard saw). Reported: equivalent / non-equivalent / errors, the passes rolled
-back with their reasons, and the declined patterns by reason. Writes
+per head, ``verify`` over 5 draws (three more than the guard saw). Reported: equivalent /
+non-equivalent / errors, the passes rolled back with their reasons (a rollback is a failure:
+safe mode hid a pass that broke the model), and the declined patterns by reason. Writes
 ``generated_architectures.json`` and ``generated_architectures.md``; exit status 1 on any
-non-equivalent model or error.
+non-equivalent model, error or rollback.
 """
 from __future__ import annotations
 
@@ -56,12 +57,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(outcomes)} architectures, {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
 
     run()
-    bad = [o for o in outcomes if not o.equivalent and o.error is None]
+    bad = [o for o in outcomes if (not o.equivalent or o.rolled_back) and o.error is None]
     errors = [o for o in outcomes if o.error is not None]
     rolled = Counter(r for o in outcomes for r in (_reason(x) for x in o.rolled_back))
     declined = Counter(_reason(d) for o in outcomes for d in set(o.declined))
     summary = {"count": len(outcomes), "seed": args.seed, "equivalent": sum(o.equivalent for o in outcomes),
-               "non_equivalent": len(bad), "errors": len(errors), "minutes": round((time.perf_counter() - start) / 60, 1),
+               "non_equivalent": sum(not o.equivalent for o in bad), "errors": len(errors), "minutes": round((time.perf_counter() - start) / 60, 1),
                "with_rollbacks": sum(bool(o.rolled_back) for o in outcomes),
                "min_psnr": round(min((o.psnr for o in outcomes if o.equivalent), default=float("nan")), 1),
                "failures": [asdict(o) for o in bad + errors], "rolled_back": dict(rolled.most_common()),
@@ -73,13 +74,13 @@ def main(argv: list[str] | None = None) -> int:
              f"- architectures: {summary['count']} (seed {args.seed})",
              f"- equivalent over 5 draws: {summary['equivalent']} (lowest PSNR {summary['min_psnr']} dB)",
              f"- non-equivalent: {summary['non_equivalent']}; errors: {summary['errors']}",
-             f"- with a pass rolled back by safe mode: {summary['with_rollbacks']}", "",
+             f"- with a pass rolled back by safe mode (failures): {summary['with_rollbacks']}", "",
              "| declined pattern (architectures) | count |", "|---|---|"]
     lines += [f"| {r} | {n} |" for r, n in declined.most_common(25)]
     if rolled:
         lines += ["", "| rolled back | count |", "|---|---|"] + [f"| {r} | {n} |" for r, n in rolled.most_common(25)]
     for o in bad + errors:
-        lines.append(f"\nFAILED {o.spec}: {o.error or f'PSNR {o.psnr:.1f} dB'}")
+        lines.append(f"\nFAILED {o.spec}: {o.error or '; '.join(o.rolled_back) or f'PSNR {o.psnr:.1f} dB'}")
     (out / "generated_architectures.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     (out / "generated_architectures.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -12,19 +12,22 @@ work the ANE cannot split), applied to the two forms of one attention before it 
 Per-head lowering is kept only where it is estimated no slower on every chip profile
 (``hardware.CHIPS``); a small attention (a few heads over a few dozen tokens) pays more in ops
 than the batched form loses, and is left as it is, with the figures in the reason.
-``default_pipeline(lower_every_attention=True)`` lowers it anyway (the tests do, on toy configs
-that test the lowering's structure).
+``PassOptions(lower_every_attention=True)`` lowers it anyway (``pays_for``: the tests that check
+the lowering's structure on toy configs ask for it). A rule declines with ``COST`` as the kind,
+so ``optimize`` tells a region left batched because it would not pay from one it cannot lower.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 from ane_rewrite.cost import Work, ane_total_us
 from ane_rewrite.hardware import CHIPS, COMPUTE_BYTES, shape_bytes
 
 from ._heads import unread_as_they_lie
+from .options import PassOptions
 
 COST_REASON = "per-head form estimated slower"
-OPTION = "lower_every_attention"  # a pipeline option (graph meta): lower even where it does not pay
-LOWER_EVERY_ATTENTION = False     # its value when a pass runs outside a pipeline that sets it
+Pays = Callable[..., "str | None"]  # (heads of q, k, v, masked) → None (lower it) or why not
 
 
 def _product(flops: float, act: int, unsplit: bool = False) -> Work:
@@ -79,14 +82,8 @@ def per_head_pays(b: int, h: int, q: int, k: int, d: int, dv: int, masked: bool,
             f"{batched:.1f} µs on {name}, by the estimator's model): left as it is")
 
 
-
 def attention_pays(hq, hk, hv, masked: bool) -> str | None:
-    """``per_head_pays`` for the heads of q, k and v (``_heads.Heads``); None (lower it) when the
-    pipeline runs with ``lower_every_attention``."""
-    gm = hq.source.graph.owning_module
-    forced = gm.meta.get(OPTION) if gm is not None else None
-    if LOWER_EVERY_ATTENTION if forced is None else forced:
-        return None
+    """``per_head_pays`` for the heads of q, k and v (``_heads.Heads``)."""
     def batch_seq(heads):
         first, _, rows, cols = heads.source.meta["val"].shape
         return (cols, first) if heads.swapped else (first, rows * cols)
@@ -94,3 +91,12 @@ def attention_pays(hq, hk, hv, masked: bool) -> str | None:
     (b, q), (_, k) = batch_seq(hq), batch_seq(hk)
     as_they_lie = len({len(h.bases) for h in (hq, hk, hv)}) == 1 and not any(map(unread_as_they_lie, (hq, hk, hv)))
     return per_head_pays(b, len(hq.bases), q, k, hq.dim, hv.dim, masked, 0 if as_they_lie else 4)
+
+
+def lower_regardless(hq, hk, hv, masked: bool) -> None:
+    """Lower every attention: what ``lower_every_attention=True`` asks for."""
+    return None
+
+
+def pays_for(options: PassOptions) -> Pays:
+    return lower_regardless if options.lower_every_attention else attention_pays

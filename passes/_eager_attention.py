@@ -13,14 +13,15 @@ every head at once is what the ANE runs worst (docs/ane.md#principles, 2).
 from __future__ import annotations
 
 import math
+from functools import partial
 
 from torch.fx import Node
 
 from ane_rewrite.rewrite.graph import VIEWS, aten, depends_on, is_op, readers, shape, static_value
 from ane_rewrite.rewrite.graph import MAX_STATIC_NODES
-from ane_rewrite.rewrite.rules import MatchResult, Rule
+from ane_rewrite.rewrite.rules import COST, MatchResult, Rule
 
-from ._attention_cost import attention_pays
+from ._attention_cost import Pays, attention_pays
 from ._heads import head_channels, source_of
 
 
@@ -141,7 +142,7 @@ def _heads_of(q: Node, k_t: Node, v: Node, split: tuple[int, int] | None):
             head_channels(v, tail=as4))
 
 
-def _match_eager(node: Node) -> MatchResult:
+def _match_eager(node: Node, pays: Pays = attention_pays) -> MatchResult:
     weights, v = node.args[:2]
     if not (is_op(weights, aten.softmax, aten._softmax) and len(readers(weights)) == 1):
         return MatchResult.skip()
@@ -158,8 +159,8 @@ def _match_eager(node: Node) -> MatchResult:
     for split in head_splits(q, shape(weights)):
         found = _heads_of(q, k_t, v, split)
         if all(f is not None for f in found):
-            if reason := attention_pays(*found, bool(masks)):
-                return MatchResult.fail(reason)
+            if reason := pays(*found, bool(masks)):
+                return MatchResult.fail(reason, COST)
             return MatchResult.ok(q=q, k_t=k_t, v=v, scale=scale, split=split, masks=masks)
     names = "q, k and v" if r == 4 else "q, k and v (read as (B, H, S, d))"
     return MatchResult.fail(f"{names} are not head splits of the channel axis of (B, C, 1, S) tensors")
@@ -249,5 +250,7 @@ regrouped_mask_add = Rule(
     "regrouped_mask_add", VIEWS, _match_regrouped_add, _rewrite_regrouped_add,
     "view(view(x, s) + m₁ [+ m₂ …], shape(x)) → x + reshape(expand(m₁), shape(x)-broadcastable) [+ …]")
 
-eager_to_sdpa = Rule("eager_to_sdpa", (aten.matmul, aten.bmm), _match_eager, _rewrite_eager,
-                     "matmul(softmax([mask +] [c ·] matmul(q, kᵀ)), v) → sdpa(q, k, v, mask, scale=c)")
+def eager_to_sdpa_rule(pays: Pays) -> Rule:
+    """The rule, declining (kind ``COST``) an attention whose per-head form ``pays`` says would not pay."""
+    return Rule("eager_to_sdpa", (aten.matmul, aten.bmm), partial(_match_eager, pays=pays), _rewrite_eager,
+                "matmul(softmax([mask +] [c ·] matmul(q, kᵀ)), v) → sdpa(q, k, v, mask, scale=c)")

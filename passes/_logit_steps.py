@@ -18,9 +18,9 @@ q and k may be L2-normalised heads (cosine attention, with a learned per-head lo
 Swin v2): each head's piece is normalised over its d channels before the product.
 A masked fill ``where(cond, dtype-min, x)`` among the last steps (MPT) is a mask term too
 (``MASKED_LOGIT`` where cond holds). Leading scalar scales fold into q (as sdpa's scale);
-trailing additive terms are the mask
-(``_masks``: a padding mask becomes arithmetic on the model's mask input, others are clamped
-to the fp16-safe masked value); the steps in between are replayed on each head's logits.
+trailing additive terms are the mask (``_masks``: a padding mask becomes arithmetic on the
+model's mask input, others are clamped to the fp16-safe masked value); the steps in between
+are replayed on each head's logits.
 
 A term that is itself computed from the queries or keys through a relative-position gather
 (DeBERTa's content-to-position and position-to-content terms) is emitted per head without a
@@ -33,6 +33,7 @@ replayed per head costs one elementwise op on a (B, K, 1, Q) tile.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from torch.fx import Node
@@ -40,9 +41,9 @@ from torch.fx import Node
 from ane_rewrite.hardware import MASKED_LOGIT
 from ane_rewrite.rewrite.graph import (VIEWS, aten, depends_on, is_op, readers, shape,
                                       static_value, val)
-from ane_rewrite.rewrite.rules import MatchResult, Rule
+from ane_rewrite.rewrite.rules import COST, MatchResult, Rule
 
-from ._attention_cost import attention_pays
+from ._attention_cost import Pays, attention_pays
 from ._eager_attention import _heads_of, _peel_logits, _scalar, content_term_reason, head_splits, product_operands
 from ._heads import head_channels
 from ._masks import additive_mask
@@ -52,11 +53,10 @@ from ._relative_terms import ContentTerms, content_term
 MAX_STEPS = 16
 UNARY = (aten.tanh, aten.neg, aten.sigmoid, aten.clamp, aten.relu)
 BINARY = (aten.add, aten.sub, aten.mul, aten.div)
-COPIES = (aten._to_copy, aten.clone, aten.alias)
 
 
 def _same_dtype_copy(node: Node) -> bool:
-    return is_op(node, *COPIES) and val(node).dtype == val(node.args[0]).dtype
+    return is_op(node, aten._to_copy, aten.clone, aten.alias) and val(node).dtype == val(node.args[0]).dtype
 
 
 def _regroups(node: Node) -> bool:
@@ -174,7 +174,7 @@ def _split_steps(steps: list):
     return scale, steps[lead:tail], steps[tail:]
 
 
-def _match(node: Node) -> MatchResult:
+def _match(node: Node, pays: Pays = attention_pays) -> MatchResult:
     weights, v = node.args[:2]
     while isinstance(weights, Node) and len(readers(weights)) == 1 and (
             _same_dtype_copy(weights) or (is_op(weights, *VIEWS) and _regroups(weights))):
@@ -220,8 +220,8 @@ def _match(node: Node) -> MatchResult:
             content.add(term)
     if plain and not content:
         return MatchResult.skip()  # the plain form: eager_to_sdpa's
-    if reason := attention_pays(hq, hk, hv, bool(tail)):
-        return MatchResult.fail(reason)
+    if reason := pays(hq, hk, hv, bool(tail)):
+        return MatchResult.fail(reason, COST)
     return MatchResult.ok(heads={"q": hq, "k": hk, "v": hv}, scale=scale, middle=middle, tail=tail,
                           split=split, logits_rank=r, norms=(q_eps, k_eps), content=content)
 
@@ -293,7 +293,8 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
     return out
 
 
-eager_logit_steps = Rule(
-    "eager_logit_steps", (aten.matmul, aten.bmm), _match, _rewrite,
-    "matmul(softmax(f(matmul(q, kᵀ))), v) → per head: f_h(einsum(q_h, k_h)) + mask_h, softmax, einsum with v_h")
+def eager_logit_steps_rule(pays: Pays) -> Rule:
+    """The rule, declining (kind ``COST``) an attention whose per-head form ``pays`` says would not pay."""
+    return Rule("eager_logit_steps", (aten.matmul, aten.bmm), partial(_match, pays=pays), _rewrite,
+                "matmul(softmax(f(matmul(q, kᵀ))), v) → per head: f_h(einsum(q_h, k_h)) + mask_h, softmax, einsum with v_h")
 

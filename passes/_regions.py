@@ -3,20 +3,20 @@
 An attention the attention pass declines stays batched on the tokens' channels-last layout;
 its projections converted to convs alone would only add layout copies around it (DeBERTa-v2's
 disentangled attention: 12 → 18 transposes, estimated 0.8× as fast). ``unlowered_regions``
-finds, in a new capture of the model (the same graph, node for node), the projections of every declined attention — the linears its
-product's operands come from, and those its output feeds — so that a second run of the
-pipeline keeps them as linears (``node.meta["ane_keep"]``: layout declines them with that
-reason). The rest of the model (feed-forward blocks, norms) is still rewritten. An attention
-left batched because its per-head form would not pay (``_attention_cost``) keeps its
-converted projections: that region was measured as it is.
+finds, in the graph as captured (the snapshot safe mode holds, node for node the graph the
+passes ran on), the projections of every declined attention — the linears its product's
+operands come from, and those its output feeds — so that a second run of the pipeline keeps
+them as linears (``node.meta["ane_keep"]``: layout declines them with that reason). The rest
+of the model (feed-forward blocks, norms) is still rewritten. An attention left batched
+because its per-head form would not pay (a decline of kind ``COST``, ``_attention_cost``)
+keeps its converted projections: that region was measured as it is.
 """
 from __future__ import annotations
 
 from torch.fx import GraphModule, Node
 
 from ane_rewrite.rewrite.graph import aten, is_op
-
-from ._attention_cost import COST_REASON
+from ane_rewrite.rewrite.rules import COST
 
 KEEP = "ane_keep"
 ATTENTION_RULES = ("eager_to_sdpa", "eager_logit_steps", "sdpa_per_head")
@@ -44,13 +44,15 @@ def declined_attentions(report) -> dict[str, str]:
     """{anchor node name: reasons} of the attentions the attention pass declined, less those
     left batched because lowering them would not pay (they keep their converted projections)."""
     reasons: dict[str, list[str]] = {}
+    paid = set()  # declined because they would not pay
     for r in report.results:
         if r.name == "attention":
             for d in r.declined:
                 if d.rule in ATTENTION_RULES:
                     reasons.setdefault(d.node, []).append(d.reason)
-    return {node: "; ".join(why) for node, why in reasons.items()
-            if not any(w.startswith(COST_REASON) for w in why)}
+                    if d.kind == COST:
+                        paid.add(d.node)
+    return {node: "; ".join(why) for node, why in reasons.items() if node not in paid}
 
 
 def unlowered_regions(captured: GraphModule, declined: dict[str, str]) -> dict[str, str]:

@@ -34,24 +34,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import partial
 
 from torch.fx import Node
 
 from ane_rewrite.rewrite.graph import arg, aten, shape, val
-from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
+from ane_rewrite.rewrite.rules import COST, MatchResult, Pass, Rule
 
-from ._eager_attention import eager_to_sdpa, regrouped_mask_add
+from ._eager_attention import eager_to_sdpa_rule, regrouped_mask_add
 from ._head_bias import head_bias_to_channels
-from ._logit_steps import eager_logit_steps
-from ._attention_cost import attention_pays
+from ._logit_steps import eager_logit_steps_rule
+from ._attention_cost import Pays, attention_pays, pays_for
 from ._heads import head_channels
 from ._masks import additive_mask
 from ._per_head import batch_first, lower_per_head
+from .options import PassOptions
 from .cleanup import CANONICAL_RULES
 
 
 
-def _match_sdpa(node: Node) -> MatchResult:
+def _match_sdpa(node: Node, pays: Pays = attention_pays) -> MatchResult:
     q, k, v = node.args[:3]
     mask = arg(node, 3, "attn_mask")
     dropout = arg(node, 4, "dropout_p", 0.0)
@@ -78,8 +80,8 @@ def _match_sdpa(node: Node) -> MatchResult:
             heads[n] = replace(heads[n], bases=tuple(bases[h // group] for h in range(hq)))
     if heads["q"].dim != heads["k"].dim:
         return MatchResult.fail("q and k have different head sizes")
-    if reason := attention_pays(heads["q"], heads["k"], heads["v"], mask is not None or bool(is_causal)):
-        return MatchResult.fail(reason)
+    if reason := pays(heads["q"], heads["k"], heads["v"], mask is not None or bool(is_causal)):
+        return MatchResult.fail(reason, COST)
     return MatchResult.ok(heads=heads, mask=mask, is_causal=bool(is_causal),
                           scale=scale if scale is not None else 1.0 / math.sqrt(heads["q"].dim))
 
@@ -110,7 +112,19 @@ def _never(rw, node, m):  # pragma: no cover - the rule only reports
 left_softmax = Rule("left_softmax", (aten.softmax, aten._softmax), _match_left_softmax, _never,
                     "a softmax no rule lowered: reported, left as it is")
 
-sdpa_per_head = Rule("sdpa_per_head", (aten.scaled_dot_product_attention,), _match_sdpa, _rewrite_sdpa,
-                     "sdpa(heads(q), heads(k), heads(v)) → per-head einsums on (B, C, 1, S)")
+def sdpa_per_head_rule(pays: Pays) -> Rule:
+    """The rule, declining (kind ``COST``) an attention whose per-head form ``pays`` says would not pay."""
+    return Rule("sdpa_per_head", (aten.scaled_dot_product_attention,), partial(_match_sdpa, pays=pays), _rewrite_sdpa,
+                "sdpa(heads(q), heads(k), heads(v)) → per-head einsums on (B, C, 1, S)")
 
-attention = Pass("attention", [head_bias_to_channels, regrouped_mask_add, eager_to_sdpa, eager_logit_steps, sdpa_per_head, left_softmax, *CANONICAL_RULES], __doc__)
+
+def make_attention_pass(options: PassOptions = PassOptions()) -> Pass:
+    """The pass, lowering an attention per head where it pays (every one with
+    ``options.lower_every_attention``)."""
+    pays = pays_for(options)
+    rules = [head_bias_to_channels, regrouped_mask_add, eager_to_sdpa_rule(pays), eager_logit_steps_rule(pays),
+             sdpa_per_head_rule(pays), left_softmax, *CANONICAL_RULES]
+    return Pass("attention", rules, __doc__)
+
+
+attention = make_attention_pass()

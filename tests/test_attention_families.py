@@ -23,7 +23,7 @@ def _families():
 def _optimized(name: str):
     model = build(name)
     example = family_example(name, model)
-    return model, example, ane_rewrite.optimize(model, example)
+    return model, example, ane_rewrite.optimize(model, example, lower_every_attention=True)
 
 
 @pytest.mark.parametrize("name", _families())

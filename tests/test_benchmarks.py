@@ -27,7 +27,9 @@ def test_zoo_benchmark_on_two_models_writes_json_table_and_plots(tmp_path):
         assert r["rewritten"]["executed"]["fp16"] >= r["baseline"]["executed"]["fp16"] - 1.0
         assert r["rewritten"]["linear"] == 0 < r["baseline"]["linear"]
     bert = rows[0]
-    assert bert["attention_lowered"] == 4 and bert["baseline"]["findings"]["batched_attention"] == 8
+    # the default decides: 4 heads of 128 tokens fit the cache batched, so none is lowered, each with its reason
+    assert bert["attention_lowered"] == 0 and len(bert["left_batched"]) >= 1
+    assert bert["baseline"]["findings"]["batched_attention"] == 8
     table = (tmp_path / "results.md").read_text()
     assert "**Headline**" in table and "| bert-mini | transformers |" in table and "**Executed packages**" in table
     for png in ("ane_latency_estimate.png", "cpu_latency.png"):

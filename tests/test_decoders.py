@@ -20,7 +20,7 @@ def _optimized(name: str):
     """The model, its example inputs and its rewrite, built once for the tests of a family."""
     model = build(name)
     example = models.example_inputs(model, seq_len=32)
-    return model, example, ane_rewrite.optimize(model, example)
+    return model, example, ane_rewrite.optimize(model, example, lower_every_attention=True)
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
@@ -68,7 +68,7 @@ def test_a_rope_vit_rotates_all_but_its_prefix_token():
         torch.manual_seed(0)
         model = timm.create_model("eva02_tiny_patch14_224", pretrained=False, img_size=112, depth=2).eval()
     example = models.example_inputs(model)
-    fast = ane_rewrite.optimize(model, example)
+    fast = ane_rewrite.optimize(model, example, lower_every_attention=True)
     counts = fast.ane_report.counts()
     assert counts["rotary"]["rotary_on_channels"] == 2 * LAYERS and counts["rotary"]["rejoin_slices"] == 2 * LAYERS
     assert counts["attention"]["sdpa_per_head"] == LAYERS
@@ -83,7 +83,7 @@ def test_a_bf16_decoder_is_lowered_with_masks_in_its_dtype():
     apply to bf16 rounding; the rewrite stays at bf16 noise (about 58 dB here)."""
     model = build("llama").to(torch.bfloat16)
     example = models.example_inputs(model, seq_len=32)
-    fast = ane_rewrite.optimize(model, example)
+    fast = ane_rewrite.optimize(model, example, lower_every_attention=True)
     assert fast.ane_report.counts()["attention"]["sdpa_per_head"] == LAYERS
     per_head = [n for n in fast.graph.nodes if is_op(n, aten._softmax, aten.einsum)]
     assert per_head and {n.meta["val"].dtype for n in per_head} == {torch.bfloat16}

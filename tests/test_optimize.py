@@ -71,3 +71,21 @@ def test_unknown_options_are_refused_by_name():
     model, example = mlp_block()
     with pytest.raises(InputError, match="unknown option.*chunk_bites"):
         ane_rewrite.optimize(model, example, chunk_bites=3)
+
+
+@pytest.mark.parametrize("option", [{"max_queries_per_chunk": 0}, {"max_chunk_bytes": 1.5},
+                                    {"lower_every_attention": "yes"}])
+def test_bad_option_values_are_refused_by_name(option):
+    model, example = mlp_block()
+    (name,) = option
+    with pytest.raises(InputError, match=f"bad option: {name}"):
+        ane_rewrite.optimize(model, example, **option)
+
+
+def test_a_decline_has_a_kind_and_an_unknown_kind_is_an_error():
+    from ane_rewrite.rewrite.rules import COST, STRUCTURE, MatchResult
+
+    assert MatchResult.fail("not the pattern").kind == STRUCTURE
+    assert MatchResult.fail("would not pay", COST).kind == COST
+    with pytest.raises(ValueError, match="kind"):
+        MatchResult.fail("why", "expensive")

@@ -16,7 +16,7 @@ def _export_summary(model, example, reference=None) -> dict:
 
 def test_moat_block_mbconv_stays_nchw_and_window_attention_is_lowered():
     model, example = moat_block()
-    fast = ane_rewrite.optimize(model, example)
+    fast = ane_rewrite.optimize(model, example, lower_every_attention=True)
     counts = fast.ane_report.counts()
     assert counts["attention"]["sdpa_per_head"] == 1 and counts["windows"]["low_rank_permute"] >= 2
     report = ane_rewrite.verify(model, fast, example)
@@ -36,7 +36,7 @@ def test_maxvit_block_and_grid_attention_are_lowered():
 
     model = timm.create_model("maxvit_pico_rw_256", pretrained=False, img_size=64, depths=(1, 1, 1, 1),
                               embed_dim=(32, 64, 64, 64)).eval()
-    fast = ane_rewrite.optimize(model)
+    fast = ane_rewrite.optimize(model, lower_every_attention=True)
     assert fast.ane_report.counts()["attention"]["sdpa_per_head"] == 8  # block + grid per stage
     report = ane_rewrite.verify(model, fast, fast.example_inputs, draws=1)
     assert report.ok, report

@@ -15,7 +15,7 @@ captured graph with the guard after every pass that changed something. ``strict=
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch.fx import GraphModule
@@ -56,9 +56,9 @@ class PipelineResult:
 
 class Pipeline:
     def __init__(self, passes: Iterable[Pass], constraints: Iterable[tuple[str, str, str]] = (),
-                 options: dict | None = None):
+                 options: Any = None):
         self.passes = list(passes)
-        self.options = dict(options or {})  # read by rules from the graph module's meta
+        self.options = options  # what the passes were made from (a record: passes never read it)
         self.constraints = list(constraints)
         names = [p.name for p in self.passes]
         for before, after, why in self.constraints:
@@ -70,7 +70,6 @@ class Pipeline:
         return [p.name for p in self.passes]
 
     def __call__(self, gm: GraphModule, guard: Guard | None = None, strict: bool = False) -> PipelineResult:
-        gm.meta.update(self.options)
         if guard is None:
             return self._run(gm)
         start = Snapshot(gm)

@@ -2,7 +2,8 @@
 
 A ``Rule`` is ``(name, anchors, match, rewrite)``. ``match(node)`` answers with a
 ``MatchResult``: bindings (the rule applies), a *reason* (a candidate the rule declines; it is
-reported), or ``skip`` (not a candidate at all). ``rewrite(rw, node, bindings)`` builds the
+reported, with its kind: ``STRUCTURE``, the graph is not the pattern's, or ``COST``, the
+rewrite would not pay), or ``skip`` (not a candidate at all). ``rewrite(rw, node, bindings)`` builds the
 replacement with the ``Rewriter`` and returns the node that takes the anchor's place.
 
 A ``Pass`` applies its rules to a fixpoint, then removes dead code, and returns a
@@ -23,20 +24,25 @@ from ..errors import RewriteError
 from .graph import aten, fake_mode_of, infer_val
 
 MAX_SWEEPS = 200
+STRUCTURE = "structure"  # a decline's kind: the graph is not a form the rule can rewrite safely
+COST = "cost"            # a decline's kind: the rewrite is possible but estimated not to pay
 
 
 @dataclass(frozen=True)
 class MatchResult:
     bindings: dict | None = None
     reason: str | None = None
+    kind: str = STRUCTURE
 
     @classmethod
     def ok(cls, **bindings) -> "MatchResult":
         return cls(bindings=bindings)
 
     @classmethod
-    def fail(cls, reason: str) -> "MatchResult":
-        return cls(reason=reason)
+    def fail(cls, reason: str, kind: str = STRUCTURE) -> "MatchResult":
+        if kind not in (STRUCTURE, COST):
+            raise ValueError(f"a decline's kind is {STRUCTURE!r} or {COST!r}, not {kind!r}")
+        return cls(reason=reason, kind=kind)
 
     @classmethod
     def skip(cls) -> "MatchResult":
@@ -73,6 +79,7 @@ class Declined:
     rule: str
     node: str
     reason: str
+    kind: str = STRUCTURE
 
     def __str__(self) -> str:
         return f"{self.rule} declined {self.node}: {self.reason}"
@@ -178,7 +185,7 @@ class Pass:
     def __call__(self, gm: GraphModule) -> PassResult:
         result = PassResult(self.name)
         for _ in range(MAX_SWEEPS):
-            declined: dict[tuple[str, str], str] = {}
+            declined: dict[tuple[str, str], MatchResult] = {}
             fired = False
             for node in list(gm.graph.nodes):
                 if getattr(node, "_erased", False) or not node.users:
@@ -188,7 +195,7 @@ class Pass:
                         continue
                     m = rule.match(node)
                     if m.declined:
-                        declined[(rule.name, node.name)] = m.reason
+                        declined[(rule.name, node.name)] = m
                     if not m.matched:
                         continue
                     self._apply(gm, rule, node, m.bindings)
@@ -196,7 +203,7 @@ class Pass:
                     fired = True
                     break
             if not fired:
-                result.declined = [Declined(r, n, why) for (r, n), why in declined.items()]
+                result.declined = [Declined(r, n, m.reason, m.kind) for (r, n), m in declined.items()]
                 break
         else:
             raise RewriteError(f"pass {self.name} did not reach a fixpoint in {MAX_SWEEPS} sweeps")

@@ -13,7 +13,7 @@ from tests.zoo import distilbert, mlp_block
 def distilbert_base_export(tmp_path_factory):
     """DistilBERT with an SST-2 head, default config (6 layers, 768 wide), seq 128."""
     model = models.default_model()
-    fast = ane_rewrite.optimize(model, seq_len=128)
+    fast = ane_rewrite.optimize(model, seq_len=128, lower_every_attention=True)
     path = tmp_path_factory.mktemp("export") / "rewritten.mlpackage"
     ane_rewrite.export(fast, fast.example_inputs, path)
     linears = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
@@ -117,7 +117,7 @@ def test_swin_exports_without_gathers_or_rank5():
 
     model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=56,
                               embed_dim=32, depths=(2, 2), num_heads=(2, 4)).eval()
-    fast = ane_rewrite.optimize(model)
+    fast = ane_rewrite.optimize(model, lower_every_attention=True)
     s = mil.summary(mil.program_ops(ane_rewrite.export(fast, fast.example_inputs)))
     assert s["gather"] == 0 and s["max_rank"] <= 4 and s["linear"] == 0
     assert s["softmax"] == 2 * 2 + 2 * 4  # every window attention lowered: 2 blocks × 2 heads, 2 × 4

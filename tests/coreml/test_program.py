@@ -17,7 +17,7 @@ def _calls(graph):
 def test_the_program_is_the_rewritten_graph_with_its_tensors_lifted():
     module = zoo.SelfAttention(c=32, heads=4, form="sdpa", causal=True).eval()
     example = (torch.randn(2, 9, 32),)
-    fast = ane_rewrite.optimize(module, example)
+    fast = ane_rewrite.optimize(module, example, lower_every_attention=True)
     before = _calls(fast.graph)
     ep = exported_program(fast)
     assert _calls(ep.graph) == before and _calls(fast.graph) == before  # same nodes; fast untouched
@@ -34,7 +34,7 @@ def test_the_program_is_the_rewritten_graph_with_its_tensors_lifted():
 
 def test_keyword_inputs_keep_their_names():
     model, _ = zoo.distilbert()
-    fast = ane_rewrite.optimize(model, seq_len=8)
+    fast = ane_rewrite.optimize(model, seq_len=8, lower_every_attention=True)
     ep = exported_program(fast)
     users = [s.arg.name for s in ep.graph_signature.input_specs if s.kind == InputKind.USER_INPUT]
     assert users == ["input_ids", "attention_mask"]
@@ -43,11 +43,11 @@ def test_keyword_inputs_keep_their_names():
 def test_only_captured_graphs_convert_as_they_are():
     module, example = zoo.mlp_block()
     assert not is_captured(module)
-    assert is_captured(ane_rewrite.optimize(module, example))
+    assert is_captured(ane_rewrite.optimize(module, example, lower_every_attention=True))
 
 
 def test_inputs_other_than_the_captured_shapes_are_refused(tmp_path):
     module, example = zoo.mlp_block()
-    fast = ane_rewrite.optimize(module, example)
+    fast = ane_rewrite.optimize(module, example, lower_every_attention=True)
     with pytest.raises(InputError, match=r"captured with \(2, 10, 48\)"):
         ane_rewrite.export(fast, (torch.randn(2, 11, 48),), tmp_path / "m.mlpackage", progress=False)

@@ -18,17 +18,20 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("every_attention", [False, True], ids=["default", "every_attention"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_equivalent_and_fully_converted(name):
+def test_equivalent_and_fully_converted(name, every_attention):
+    """The test zoo in the configuration users get and with every attention lowered: equivalent,
+    converted, and a fixpoint — the whole default pipeline run on its own output changes nothing."""
     factory, linears_left = CASES[name]
     model, example = factory()
-    fast = ane_rewrite.optimize(model, example, seq_len=24, batch=2)
+    fast = ane_rewrite.optimize(model, example, seq_len=24, batch=2, lower_every_attention=every_attention)
     report = ane_rewrite.verify(model, fast, fast.example_inputs, draws=3)
     assert report.ok, report
     assert report.psnr >= 60 and report.max_rel <= 1e-4
     assert count(fast, "linear") + count(fast, "addmm") == linears_left
     assert count(fast, "conv2d") > 0
-    again = passes.default_pipeline()(fast)  # the pipeline reached a fixpoint: a second run changes nothing
+    again = passes.default_pipeline(lower_every_attention=every_attention)(fast)
     assert not any(r.changed for r in again.results), again
 
 
@@ -52,7 +55,7 @@ def test_a_t5_encoder_with_its_bucketed_position_bias_is_equivalent():
         torch.manual_seed(0)
         model = transformers.T5EncoderModel(config).eval()
     example = models.example_inputs(model, seq_len=32)
-    fast = ane_rewrite.optimize(model, example)
+    fast = ane_rewrite.optimize(model, example, lower_every_attention=True)  # 4 heads of 32: lowered only on request
     assert fast.ane_report.counts()["attention"]["sdpa_per_head"] == 2
     report = ane_rewrite.verify(model, fast, example, draws=3)
     assert report.ok and report.psnr >= 60 and report.max_rel <= 1e-4, report

@@ -11,9 +11,11 @@ import torch
 import ane_rewrite
 from ane_rewrite.rewrite.graph import aten
 from ane_rewrite import passes
-from ane_rewrite.passes.attention import attention
+from ane_rewrite.passes import PassOptions, make_attention_pass
 from tests import zoo, zoo_vision
 from tests.helpers import count
+
+EVERY_ATTENTION = make_attention_pass(PassOptions(lower_every_attention=True))  # toy sizes: lower them all
 
 
 def _activations(gm) -> list:
@@ -61,11 +63,11 @@ HAND_WRITTEN = {
 def test_hand_written_forms(name):
     module = zoo.SelfAttention(c=32, heads=4, **HAND_WRITTEN[name]).eval()
     example = (torch.randn(2, 9, 32),)
-    fast = ane_rewrite.optimize(module, example)
+    fast = ane_rewrite.optimize(module, example, lower_every_attention=True)
     _assert_lowered(fast, heads_total=4, seq=9)
     report = ane_rewrite.verify(module, fast, example)
     assert report.ok, report
-    assert not attention(fast).changed
+    assert not EVERY_ATTENTION(fast).changed
 
 
 @pytest.mark.parametrize("channels_last", [True, False], ids=["channels-last heads", "(B, H, d, HW) heads"])
@@ -74,7 +76,7 @@ def test_attention_over_the_pixels_of_a_feature_map(channels_last):
     (B, C, 1, H·W): one reshape of the qkv map, then the same per-head einsums."""
     module = zoo_vision.PixelAttention(channels_last=channels_last).eval()
     example = (torch.randn(2, 32, 4, 6),)
-    fast = ane_rewrite.optimize(module, example)
+    fast = ane_rewrite.optimize(module, example, lower_every_attention=True)
     _assert_lowered(fast, heads_total=4, seq=24)
     assert ane_rewrite.verify(module, fast, example).ok
     assert max(_activation_ranks(fast)) == 4
@@ -83,7 +85,7 @@ def test_attention_over_the_pixels_of_a_feature_map(channels_last):
 @pytest.mark.parametrize("need_weights", [True, False], ids=["3-D eager path", "sdpa path"])
 def test_nn_multihead_attention(need_weights):
     module, example = zoo.MhaBlock(need_weights=need_weights).eval(), (torch.randn(2, 7, 32),)
-    fast = ane_rewrite.optimize(module, example)
+    fast = ane_rewrite.optimize(module, example, lower_every_attention=True)
     _assert_lowered(fast, heads_total=4, seq=7)
     assert ane_rewrite.verify(module, fast, example).ok
 
@@ -98,7 +100,7 @@ def test_hugging_face_models_with_real_padding(name, factory, layers, heads):
     model, _ = factory()
     example = zoo.padded(model, seq=12)
     assert int(example["attention_mask"].min()) == 0
-    fast = ane_rewrite.optimize(model, example)
+    fast = ane_rewrite.optimize(model, example, lower_every_attention=True)
     _assert_lowered(fast, heads_total=layers * heads, seq=12)
     # the mask builder (gathers, logical ops) is gone; masks are finite and fp16-safe
     for op in ("index", "bitwise_and", "logical_and", "__and__", "new_ones"):
@@ -119,7 +121,7 @@ def test_hugging_face_attention_implementations(attn_impl):
     cfg._attn_implementation = attn_impl
     model = zoo.randomize_norms(BertModel(cfg).eval())
     example = zoo.padded(model, seq=10)
-    fast = ane_rewrite.optimize(model, example)
+    fast = ane_rewrite.optimize(model, example, lower_every_attention=True)
     counts = fast.ane_report.counts()["attention"]
     assert counts["sdpa_per_head"] == 1
     assert counts.get("eager_to_sdpa", 0) == (1 if attn_impl == "eager" else 0)
@@ -129,7 +131,7 @@ def test_hugging_face_attention_implementations(attn_impl):
 
 def test_vit_tiny():
     model, _ = zoo.vit_tiny()
-    fast = ane_rewrite.optimize(model)
+    fast = ane_rewrite.optimize(model, lower_every_attention=True)
     _assert_lowered(fast, heads_total=12 * 3, seq=197)
     assert ane_rewrite.verify(model, fast, fast.example_inputs, draws=2).ok
 
@@ -148,7 +150,7 @@ def test_a_float_bias_mask_inside_or_outside_the_scale(form):
 
     module = Biased().eval()
     example = (torch.randn(2, 6, 16), torch.randn(2, 1, 6, 6))
-    fast = ane_rewrite.optimize(module, example)
+    fast = ane_rewrite.optimize(module, example, lower_every_attention=True)
     _assert_lowered(fast, heads_total=2, seq=6)
     report = ane_rewrite.verify(module, fast, example)
     assert report.ok, report
@@ -166,7 +168,7 @@ def test_a_fully_masked_query_gets_zeros_as_in_torch():
     keep = torch.ones(1, 5, 5, dtype=torch.bool)
     keep[0, 2] = False  # query 2 may attend to nothing
     module, example = Masked().eval(), (torch.randn(1, 5, 16), keep)
-    fast = ane_rewrite.optimize(module, example)
+    fast = ane_rewrite.optimize(module, example, lower_every_attention=True)
     assert count(fast, "einsum") == 4
     with torch.no_grad():
         torch.testing.assert_close(fast(*example), module(*example), rtol=1e-5, atol=1e-6)
@@ -178,7 +180,7 @@ def test_attention_on_raw_inputs_is_declined_with_reason():
             return torch.nn.functional.scaled_dot_product_attention(q, k, v)
 
     example = tuple(torch.randn(1, 2, 5, 4) for _ in range(3))
-    fast = ane_rewrite.optimize(Raw(), example)
+    fast = ane_rewrite.optimize(Raw(), example, lower_every_attention=True)
     assert count(fast, "scaled_dot_product_attention") == 1
     declined = [d for r in fast.ane_report.results for d in r.declined if d.rule == "sdpa_per_head"]
     assert declined and "not a head split of the channel axis" in declined[0].reason
@@ -193,15 +195,15 @@ def test_attention_dropout_is_declined():
             out = torch.nn.functional.scaled_dot_product_attention(q, k, v, dropout_p=0.5)
             return self.o(out.transpose(1, 2).reshape(b, s, c))
 
-    fast = ane_rewrite.optimize(WithDropout(c=16, heads=2).eval(), (torch.randn(1, 4, 16),))
+    fast = ane_rewrite.optimize(WithDropout(c=16, heads=2).eval(), (torch.randn(1, 4, 16),), lower_every_attention=True)
     assert count(fast, "scaled_dot_product_attention") == 1
     assert any("dropout_p=0.5" in d.reason for r in fast.ane_report.results for d in r.declined)
 
 
 def test_the_whole_pipeline_is_a_fixpoint_after_lowering():
     model, _ = zoo.gpt2()
-    fast = ane_rewrite.optimize(model, zoo.padded(model))
-    assert not any(r.changed for r in passes.default_pipeline()(fast).results)
+    fast = ane_rewrite.optimize(model, zoo.padded(model), lower_every_attention=True)
+    assert not any(r.changed for r in passes.default_pipeline(lower_every_attention=True)(fast).results)
 
 
 def test_swin_window_attention_with_bias_and_shift_mask():
@@ -211,7 +213,7 @@ def test_swin_window_attention_with_bias_and_shift_mask():
 
     model = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, img_size=56,
                               embed_dim=32, depths=(2, 2), num_heads=(2, 4)).eval()
-    fast = ane_rewrite.optimize(model)
+    fast = ane_rewrite.optimize(model, lower_every_attention=True)
     counts = fast.ane_report.counts()["attention"]
     assert counts["eager_to_sdpa"] == 4 and counts["sdpa_per_head"] == 4
     assert counts["regrouped_mask_add"] >= 2  # the shifted blocks
@@ -237,7 +239,7 @@ def test_a_softmax_no_rule_lowers_is_reported_by_name():
             return (w @ v).transpose(1, 2).reshape(1, 6, 16)
 
     module, example = QueryAxis().eval(), (torch.randn(1, 6, 16),)
-    fast = ane_rewrite.optimize(module, example)
+    fast = ane_rewrite.optimize(module, example, lower_every_attention=True)
     left = [d for r in fast.ane_report.results for d in r.declined if d.rule == "left_softmax"]
     assert len(left) == 1 and "is left as it is" in left[0].reason and left[0].node in left[0].reason
     assert ane_rewrite.verify(module, fast, example).ok

@@ -5,10 +5,10 @@ import torch
 
 import ane_rewrite
 from ane_rewrite.passes._attention_cost import COST_REASON, per_head_pays
+from ane_rewrite.rewrite.rules import COST
 from tests.helpers import count
 from tests.passes.test_logit_steps import B, C, S, Steps
 
-pytestmark = pytest.mark.attention_cost  # the default pipeline, cost check on
 
 
 def test_a_long_attention_pays_and_a_tiny_one_does_not():
@@ -45,7 +45,7 @@ def test_a_toy_attention_is_left_batched_with_its_reason_and_its_projections_con
     torch.manual_seed(0)
     module, example = Steps("softcap").eval(), (torch.randn(B, S, C),)
     fast = ane_rewrite.optimize(module, example)
-    declined = [d for r in fast.ane_report.results for d in r.declined if d.reason.startswith(COST_REASON)]
+    declined = [d for r in fast.ane_report.results for d in r.declined if d.kind == COST and d.reason.startswith(COST_REASON)]
     assert len(declined) == 1 and count(fast, "_softmax") == 0
     assert count(fast, "linear") == 0 and count(fast, "conv2d") == 4  # not a region kept as it was
     assert ane_rewrite.verify(module, fast, example, draws=2).ok

@@ -10,10 +10,10 @@ import ane_rewrite
 from ane_rewrite.coreml.mil import op_mix, program_ops
 from ane_rewrite.passes import batched_heads
 from ane_rewrite.passes._attention_cost import COST_REASON
+from ane_rewrite.rewrite.rules import COST
 from ane_rewrite.rewrite.graph import aten, is_op
 from tests.helpers import count
 
-pytestmark = pytest.mark.attention_cost  # the default pipeline: a toy attention stays batched
 
 B, S, C, H = 2, 12, 32, 4
 D = C // H
@@ -56,7 +56,7 @@ def test_a_batched_attention_reads_its_heads_as_they_lie(layout, sdpa, bias, tmp
     example = (torch.randn(B, S, C),)
     fast = ane_rewrite.optimize(module, example)
     report = fast.ane_report
-    assert any(d.reason.startswith(COST_REASON) for r in report.results for d in r.declined)
+    assert any(d.kind == COST and d.reason.startswith(COST_REASON) for r in report.results for d in r.declined)
     counts = report.counts()["batched_heads"]
     assert counts.get("batched_sdpa" if sdpa else "batched_logits") == 2, counts
     assert count(fast, "linear") == 0 and count(fast, "scaled_dot_product_attention") == 0

@@ -5,14 +5,15 @@
 import pytest
 import torch
 
-from ane_rewrite.passes._eager_attention import _groups, eager_to_sdpa, regrouped_mask_add
+from ane_rewrite.passes._attention_cost import lower_regardless
+from ane_rewrite.passes._eager_attention import _groups, eager_to_sdpa_rule, regrouped_mask_add
 from ane_rewrite.passes.layout import layout
 from ane_rewrite.rewrite.rules import Pass
 from tests import zoo
 from ane_rewrite.rewrite.graph import depends_on
 from tests.helpers import captured, count, outputs
 
-CANONICALISE = Pass("canonicalise", [regrouped_mask_add, eager_to_sdpa])
+CANONICALISE = Pass("canonicalise", [regrouped_mask_add, eager_to_sdpa_rule(lower_regardless)])  # toy sizes: lower
 
 
 @pytest.mark.parametrize("form", ["eager", "eager_q_scaled"])

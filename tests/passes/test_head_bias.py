@@ -31,7 +31,7 @@ class FusedWithHeadBias(nn.Module):
 
 def test_head_biases_move_onto_the_projection_and_the_attention_is_lowered():
     module, example = FusedWithHeadBias().eval(), (torch.randn(B, S, C),)
-    fast = ane_rewrite.optimize(module, example)
+    fast = ane_rewrite.optimize(module, example, lower_every_attention=True)
     counts = fast.ane_report.counts()["attention"]
     assert counts.get("head_bias_to_channels") == 2 and counts.get("sdpa_per_head") == 1, counts
     assert count(fast, "matmul") == 0 and count(fast, "linear") == 0 and count(fast, "_softmax") == H
@@ -51,6 +51,6 @@ def test_a_bias_of_heads_not_read_by_a_product_is_left():
             return q + self.heads(self.q_bias[None, None, :])
 
     module, example = Side().eval(), (torch.randn(B, S, C),)
-    fast = ane_rewrite.optimize(module, example)
+    fast = ane_rewrite.optimize(module, example, lower_every_attention=True)
     assert "head_bias_to_channels" not in fast.ane_report.counts()["attention"]
     assert ane_rewrite.verify(module, fast, example, draws=1).ok

@@ -57,7 +57,7 @@ class Steps(nn.Module):
 def test_steps_between_the_product_and_the_softmax_are_replayed_per_head(form):
     torch.manual_seed(0)
     module, example = Steps(form).eval(), (torch.randn(B, S, C),)
-    fast = ane_rewrite.optimize(module, example)
+    fast = ane_rewrite.optimize(module, example, lower_every_attention=True)
     counts = fast.ane_report.counts()["attention"]
     plain = form == "temperature"  # (x + t) / c: a mask inside the scale, eager_to_sdpa's form
     assert counts.get("sdpa_per_head" if plain else "eager_logit_steps", 0) == 1
@@ -73,7 +73,7 @@ def test_steps_between_the_product_and_the_softmax_are_replayed_per_head(form):
 def test_a_logit_term_computed_from_the_queries_is_declined_with_its_node():
     torch.manual_seed(0)
     module, example = Steps("query-term").eval(), (torch.randn(B, S, C),)
-    fast = ane_rewrite.optimize(module, example)
+    fast = ane_rewrite.optimize(module, example, lower_every_attention=True)
     declined = [d for r in fast.ane_report.results for d in r.declined if d.rule.startswith("eager_")]
     assert len(declined) == 1 and "computed from the queries or keys" in declined[0].reason
     assert declined[0].reason.split()[2] in {n.name for n in fast.graph.nodes}  # names the term's node

@@ -55,7 +55,7 @@ class Disentangled(nn.Module):
 
 
 def _lowered(module, example):
-    fast = ane_rewrite.optimize(module, example)
+    fast = ane_rewrite.optimize(module, example, lower_every_attention=True)
     assert fast.ane_report.counts()["attention"].get("eager_logit_steps", 0) == 1, fast.ane_report
     for op in ("gather", "bmm", "matmul"):
         assert count(fast, op) == 0, op

@@ -50,7 +50,7 @@ def test_property_rotations_are_lowered_and_equivalent(heads, d, pairs, partial)
     c, seq = heads * d, 6
     module = RopeAttention(c, heads, rotary=d // 2 if partial and d >= 8 else None, pairs=pairs, seq=seq).eval()
     example = (torch.randn(2, seq, c),)
-    fast = ane_rewrite.optimize(module, example)
+    fast = ane_rewrite.optimize(module, example, lower_every_attention=True)
     counts = fast.ane_report.counts()
     assert counts["rotary"]["rotary_on_channels"] == 2 and counts["attention"]["sdpa_per_head"] == 1
     assert count(fast, "scaled_dot_product_attention") == 0
@@ -74,7 +74,7 @@ def test_cos_varying_across_heads_is_declined():
             return t * cos + rotate_half(t) * self.sin
 
     module, example = PerHead().eval(), (torch.randn(2, 6, 32),)
-    fast = ane_rewrite.optimize(module, example)
+    fast = ane_rewrite.optimize(module, example, lower_every_attention=True)
     reasons = {d.reason for r in fast.ane_report.results if r.name == "rotary" for d in r.declined}
     assert reasons == {"cos and sin vary across heads"}
     assert ane_rewrite.verify(module, fast, example).ok

@@ -30,7 +30,7 @@ def test_chunk_size(batch, keys, queries, max_q, max_bytes, expected):
 def test_sequence_700_is_chunked_512_plus_remainder_and_equivalent():
     module = zoo.SelfAttention(c=32, heads=2).eval()
     example = (torch.randn(1, 700, 32),)
-    fast = ane_rewrite.optimize(module, example)
+    fast = ane_rewrite.optimize(module, example, lower_every_attention=True)
     assert fast.ane_report.counts()["softmax"]["chunk_queries"] == 2
     softmaxes = [n for n in fast.graph.nodes if n.target == aten._softmax.default]
     assert sorted(n.meta["val"].shape[3] for n in softmaxes) == [188, 188, 512, 512]  # nothing dropped
@@ -41,14 +41,14 @@ def test_sequence_700_is_chunked_512_plus_remainder_and_equivalent():
 def test_padding_mask_is_shared_across_chunks():
     model, _ = zoo.distilbert(layers=1)
     example = zoo.padded(model, seq=100)
-    fast = ane_rewrite.optimize(model, example, max_queries_per_chunk=32)
+    fast = ane_rewrite.optimize(model, example, max_queries_per_chunk=32, lower_every_attention=True)
     assert count(fast, "_softmax") == 4 * math.ceil(100 / 32)
     assert ane_rewrite.verify(model, fast, example).ok
 
 
 def test_small_attention_is_not_chunked():
     module, example = zoo.SelfAttention(c=16, heads=2).eval(), (torch.randn(1, 64, 16),)
-    fast = ane_rewrite.optimize(module, example)
+    fast = ane_rewrite.optimize(module, example, lower_every_attention=True)
     assert fast.ane_report.counts()["softmax"] == {} and count(fast, "_softmax") == 2
 
 
@@ -63,7 +63,7 @@ def test_bad_configuration_is_refused():
 def test_property_chunks_cover_every_query(seq, heads, head_dim, max_queries, causal):
     module = zoo.SelfAttention(c=heads * head_dim, heads=heads, causal=causal).eval()
     example = (torch.randn(1, seq, heads * head_dim),)
-    fast = ane_rewrite.optimize(module, example, max_queries_per_chunk=max_queries)
+    fast = ane_rewrite.optimize(module, example, max_queries_per_chunk=max_queries, lower_every_attention=True)
     size = chunk_size(1, seq, seq, max_queries, 1 << 20)
     assert count(fast, "_softmax") == heads * math.ceil(seq / size)
     with torch.no_grad():
