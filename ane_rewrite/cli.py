@@ -17,7 +17,7 @@ is more than 1 dB below the baseline package's; ``--no-verify`` skips executing 
 ``--seq-len`` values: one package per side holding a function per length (``cli_lengths.py``). ``analyze``
 reads a saved .mlpackage: findings by ANE placement rule, metrics, and estimates (analytic, not
 measured) per chip profile; ``--json`` prints one JSON object. ``report`` writes one
-self-contained HTML page of a package (beside its baseline): ``analysis/html.py``. ``bench`` times a
+self-contained HTML page of a package (beside its baseline): ``html_report.py``. ``bench`` times a
 package with Core ML on a Mac (elsewhere: exit 2), a row of the published latency dataset. Every
 estimated latency carries the latency model's held-out error band (``cost.py``).
 
@@ -34,16 +34,15 @@ import time
 from pathlib import Path
 
 from . import bench, cost
-from .cli_table import estimate_rows, table as _table
+from .cli_json import optimize_json
+from .cli_lengths import run_optimize_lengths
+from .cli_table import estimate_rows, step, table as _table
+from .compare import FP16_MARGIN_DB, execute_packages, shipped_ok
 from .coreml import mil
-from .coreml.compress import COMPRESSIONS
+from .coreml.compress import COMPRESSIONS, save_compressed, weights_bytes
 from .frontend import models
+from .html_report import report_html
 from .errors import AneRewriteError, ExportError
-
-
-def _step(i: int, n: int, text: str) -> float:
-    print(f"[{i}/{n}] {text}", file=sys.stderr, flush=True)
-    return time.perf_counter()
 
 
 def _slug(source: str) -> str:
@@ -60,46 +59,40 @@ def run_optimize(args) -> int:
     except OSError as exc:
         raise ExportError(f"cannot create the output folder {out_dir}: {exc.strerror or exc}") from exc
     if args.seq_len and len(args.seq_len) > 1:
-        from .cli_lengths import run_optimize_lengths
-
         return run_optimize_lengths(args, source, out_dir)
     n = 5 + (not args.no_verify) + bool(args.compress)
-    t = _step(1, n, f"loading {source}")
+    t = step(1, n, f"loading {source}")
     model = models.load(source)
     example = models.example_inputs(model, seq_len=args.seq_len[0] if args.seq_len else None, batch=args.batch)
-    t = _step(2, n, "capturing and rewriting")
+    t = step(2, n, "capturing and rewriting")
     rewritten = optimize(model, example)
     t_opt = time.perf_counter() - t
-    t = _step(3, n, "verifying equivalence (PyTorch, 3 draws)")
+    t = step(3, n, "verifying equivalence (PyTorch, 3 draws)")
     report = verify(model, rewritten, example)
-    t = _step(4, n, "exporting the baseline with coremltools")
+    t = step(4, n, "exporting the baseline with coremltools")
     base_ml = export(model, example, out_dir / "baseline.mlpackage", progress=False, overwrite=True)
     t_base = time.perf_counter() - t
-    t = _step(5, n, "exporting the rewritten model with coremltools")
+    t = step(5, n, "exporting the rewritten model with coremltools")
     new_ml = export(rewritten, example, out_dir / "rewritten.mlpackage", progress=False, overwrite=True)
     t_new = time.perf_counter() - t
     packages = {"baseline": out_dir / "baseline.mlpackage", "rewritten": out_dir / "rewritten.mlpackage"}
     if args.compress:
-        from .coreml.compress import save_compressed
-
-        _step(6, n, f"compressing the rewritten package's weights ({args.compress})")
+        step(6, n, f"compressing the rewritten package's weights ({args.compress})")
         packages["compressed"] = out_dir / f"rewritten_{args.compress}.mlpackage"
         save_compressed(new_ml, args.compress, packages["compressed"], overwrite=True, progress=False)
 
     artefacts = None
     if not args.no_verify:
-        _step(n, n, f"executing the {len(packages)} packages in fp32 and fp16 (ane_rewrite.runtime)")
-        artefacts = _verify_packages(model, rewritten, example, packages)
+        step(n, n, f"executing the {len(packages)} packages in fp32 and fp16 (ane_rewrite.runtime)")
+        artefacts = execute_packages(model, rewritten, example, packages)
 
     base, new = mil.summary(mil.program_ops(base_ml)), mil.summary(mil.program_ops(new_ml))
     base_an, new_an = analyze(base_ml), analyze(new_ml)
-    shipped_ok = _shipped_ok(artefacts) if artefacts is not None else True
-    code = 0 if report.ok and shipped_ok else 1
+    package_ok = shipped_ok(artefacts) if artefacts is not None else True
+    code = 0 if report.ok and package_ok else 1
     if args.json:
-        from .cli_json import optimize_json
-
         print(optimize_json(source, example, rewritten, report, {"baseline": base, "rewritten": new},
-                            {"baseline": base_an, "rewritten": new_an}, artefacts, shipped_ok,
+                            {"baseline": base_an, "rewritten": new_an}, artefacts, package_ok,
                             {"optimize": t_opt, "export_baseline": t_base, "export_rewritten": t_new},
                             packages, code, args.compress))
         return code
@@ -140,37 +133,13 @@ def run_optimize(args) -> int:
     return code
 
 
-FP16_MARGIN_DB = 1.0
-
-
-def _verify_packages(model, rewritten, example, packages: dict) -> dict:
-    """The saved packages executed in fp32 and fp16 against the PyTorch model, and their fp16 hazards."""
-    from .runtime.verify import verify_packages
-    from .runtime import load
-    from .runtime.hazards import fp16_hazards
-
-    exes = {side: load(path) for side, path in packages.items()}
-    results = verify_packages(model, {side: (exe, None if side == "baseline" else rewritten)
-                                      for side, exe in exes.items()}, example)
-    for side, exe in exes.items():
-        results[side]["hazards"] = fp16_hazards(exe, example)
-    return results
-
-
 def _compressed_line(kind: str, packages: dict, artefacts: dict | None) -> str:
-    from .coreml.compress import weights_bytes
-
     size, full = weights_bytes(packages["compressed"]) / 2**20, weights_bytes(packages["rewritten"]) / 2**20
     line = f"compressed ({kind}): weights {size:.1f} MiB (rewritten {full:.1f} MiB, {full / size:.2f}× smaller)"
     if artefacts is not None:
         line += (f"; executed fp16 PSNR {artefacts['compressed']['fp16'].psnr:.1f} dB "
                  f"(rewritten {artefacts['rewritten']['fp16'].psnr:.1f} dB) — the compression's accuracy cost")
     return line
-
-
-def _shipped_ok(artefacts: dict) -> bool:
-    new, base = artefacts["rewritten"], artefacts["baseline"]
-    return new["fp32"].ok and new["fp16"].psnr >= base["fp16"].psnr - FP16_MARGIN_DB
 
 
 def _artefact_table(artefacts: dict) -> str:
@@ -180,7 +149,7 @@ def _artefact_table(artefacts: dict) -> str:
         rows.append((f"{prec} PSNR vs PyTorch (dB)", f"{base[prec].psnr:.1f}", f"{new[prec].psnr:.1f}"))
     rows.append(("fp16 hazards (origins)", str(len(base["hazards"].origins)), str(len(new["hazards"].origins))))
     lines = [_table(rows)]
-    verdict = "ok" if _shipped_ok(artefacts) else "NOT OK"
+    verdict = "ok" if shipped_ok(artefacts) else "NOT OK"
     lines.append(f"  rewritten package: fp32 {'meets' if new['fp32'].ok else 'misses'} its {new['fp32'].psnr_bar:.0f} dB "
                  f"bar; fp16 {new['fp16'].psnr - base['fp16'].psnr:+.1f} dB against the baseline's "
                  f"(allowed −{FP16_MARGIN_DB:.0f}): {verdict}")
@@ -215,7 +184,6 @@ def _analysis_table(base, new) -> str:
                            "measurements the model was not fitted to, and a gain must exceed it: ane_rewrite/cost.py)")
 
 
-
 def run_analyze(args) -> int:
     from .analysis import analyze, format_analysis
 
@@ -223,9 +191,7 @@ def run_analyze(args) -> int:
     if args.json:
         print(result.to_json())
     else:
-        from .coreml.mil import function_names
-
-        names = function_names(args.path)
+        names = mil.function_names(args.path)
         if len(names) > 1:
             print(f"ane-rewrite analyze {args.path}  (function {args.function or names[0]} of {', '.join(names)})\n")
         else:
@@ -235,8 +201,6 @@ def run_analyze(args) -> int:
 
 
 def run_report(args) -> int:
-    from .analysis.html import report_html
-
     page = report_html(args.path, args.baseline, args.function, args.draws, execute=not args.no_execute)
     out = Path(args.out or Path(args.path).with_name(Path(args.path).stem + "_report.html"))
     try:

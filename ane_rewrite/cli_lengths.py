@@ -15,16 +15,20 @@ import json
 import time
 from pathlib import Path
 
+from . import analyze, verify
+from .cli_json import _compressed, _side, optimize_object
+from .cli_table import estimate_rows, step, table as _table
+from .compare import execute_packages, shipped_ok
+from .coreml import mil
+from .coreml.compress import weights_bytes
+from .frontend import models
+from .lengths import function_name, optimize_lengths
+from .runtime import load
+
 SCHEMA = "ane-rewrite.optimize-lengths/1"
 
 
 def _length_result(lens, n: int, packages: dict, verify_packages: bool) -> dict:
-    from . import analyze, verify
-    from .cli import _shipped_ok, _verify_packages
-    from .coreml import mil
-    from .lengths import function_name
-    from .runtime import load
-
     name, model, example = function_name(n), lens.model, lens.example_inputs[n]
     result = {"seq_len": n, "function": name, "example": example, "rewritten": lens.rewritten[n],
               "report": verify(model, lens.rewritten[n], example)}
@@ -33,32 +37,28 @@ def _length_result(lens, n: int, packages: dict, verify_packages: bool) -> dict:
     result["artefacts"] = None
     if verify_packages:
         exes = {side: load(path, name) for side, path in packages.items()}
-        result["artefacts"] = _verify_packages(model, lens.rewritten[n], example, exes)
-    result["ok"] = result["report"].ok and (result["artefacts"] is None or _shipped_ok(result["artefacts"]))
+        result["artefacts"] = execute_packages(model, lens.rewritten[n], example, exes)
+    result["ok"] = result["report"].ok and (result["artefacts"] is None or shipped_ok(result["artefacts"]))
     return result
 
 
 def run_optimize_lengths(args, source: str, out_dir: Path) -> int:
-    from .cli import _step
-    from .frontend import models
-    from .lengths import optimize_lengths
-
     n_steps = 4 + (not args.no_verify) + bool(args.compress)
-    _step(1, n_steps, f"loading {source}")
+    step(1, n_steps, f"loading {source}")
     model = models.load(source)
-    _step(2, n_steps, f"capturing and rewriting for lengths {', '.join(map(str, args.seq_len))}")
+    step(2, n_steps, f"capturing and rewriting for lengths {', '.join(map(str, args.seq_len))}")
     t = time.perf_counter()
     lens = optimize_lengths(model, args.seq_len, batch=args.batch)
     t_opt = time.perf_counter() - t
-    _step(3, n_steps, "exporting the baseline and the rewritten model (a function per length)")
+    step(3, n_steps, "exporting the baseline and the rewritten model (a function per length)")
     packages = {"baseline": out_dir / "baseline.mlpackage", "rewritten": out_dir / "rewritten.mlpackage"}
     lens.export(packages["baseline"], baseline=True, overwrite=True)
     lens.export(packages["rewritten"], overwrite=True)
     if args.compress:
-        _step(4, n_steps, f"compressing the rewritten package's weights ({args.compress})")
+        step(4, n_steps, f"compressing the rewritten package's weights ({args.compress})")
         packages["compressed"] = out_dir / f"rewritten_{args.compress}.mlpackage"
         lens.export(packages["compressed"], compress=args.compress, overwrite=True)
-    _step(n_steps, n_steps, "verifying every length: PyTorch (3 draws)" +
+    step(n_steps, n_steps, "verifying every length: PyTorch (3 draws)" +
           ("" if args.no_verify else f", and the {len(packages)} packages executed in fp32 and fp16"))
     results = [_length_result(lens, n, packages, not args.no_verify) for n in args.seq_len]
     code = 0 if all(r["ok"] for r in results) else 1
@@ -71,8 +71,6 @@ def run_optimize_lengths(args, source: str, out_dir: Path) -> int:
 
 def _json(source: str, seq_lens: list[int], results: list[dict], packages: dict, compress: str | None,
           code: int, t_opt: float) -> str:
-    from .cli_json import _compressed, _side, optimize_object
-
     lengths = []
     for r in results:
         obj = optimize_object(source, r["example"], r["rewritten"], r["report"], r["summaries"], r["analyses"],
@@ -90,8 +88,6 @@ def _json(source: str, seq_lens: list[int], results: list[dict], packages: dict,
 
 
 def _text(source: str, results: list[dict], packages: dict, compress: str | None) -> str:
-    from .cli_table import estimate_rows, table as _table
-
     chip = next(iter(results[0]["analyses"]["baseline"].estimates))
     rows = [("seq_len (function)", "baseline", "rewritten")]
     for r in results:
@@ -114,8 +110,6 @@ def _text(source: str, results: list[dict], packages: dict, compress: str | None
     lines = [f"\nane-rewrite optimize {source}  (lengths {', '.join(str(r['seq_len']) for r in results)})\n",
              _table(rows)]
     if compress:
-        from .coreml.compress import weights_bytes
-
         size, full = (weights_bytes(packages[k]) / 2**20 for k in ("compressed", "rewritten"))
         lines.append(f"\ncompressed ({compress}): weights {size:.1f} MiB (rewritten {full:.1f} MiB)")
     lines.append(f"\nsaved {', '.join(str(p) for p in packages.values())}"

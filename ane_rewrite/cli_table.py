@@ -1,8 +1,17 @@
-"""The side-by-side tables the command line prints (``cli.py``, ``cli_lengths.py``): a label,
-the baseline's figure, the rewritten model's."""
+"""What the command line prints (``cli.py``, ``cli_lengths.py``): its numbered steps, and the
+side-by-side tables — a label, the baseline's figure, the rewritten model's."""
 from __future__ import annotations
 
+import sys
+import time
+
 from . import cost
+
+
+def step(i: int, n: int, text: str) -> float:
+    """``[i/n] text`` on stderr; the time it was printed."""
+    print(f"[{i}/{n}] {text}", file=sys.stderr, flush=True)
+    return time.perf_counter()
 
 
 def table(rows: list[tuple[str, str, str]]) -> str:

@@ -16,9 +16,13 @@ from typing import Any, Callable
 import torch
 from torch.fx import GraphModule
 
+from .coreml.export import export, save_multifunction
+from .coreml.saving import check_path
 from .errors import InputError
 from .frontend import models
 from .optimize import optimize
+from .runtime import load
+from .runtime.verify import verify_packages
 
 
 def function_name(seq_len: int) -> str:
@@ -40,10 +44,8 @@ class Lengths:
                overwrite: bool = False, progress: bool = False) -> Path:
         """One package, a function per length (``seq_<N>``), weights shared; ``baseline=True``
         exports the model as it is instead of the rewrites (for comparison)."""
-        from .coreml.export import _check_path, export, save_multifunction
-
         path = Path(path)
-        _check_path(path, overwrite)  # before converting; export checks ``compress`` before converting
+        check_path(path, overwrite)  # before converting; export checks ``compress`` before converting
         converted = {}
         for n, gm in self.rewritten.items():
             converted[function_name(n)] = export(self.model if baseline else gm, self.example_inputs[n],
@@ -57,9 +59,6 @@ class Lengths:
     def verify_package(self, path, precisions=("fp32", "fp16"), draws: int | None = None, baseline: bool = False) -> dict:
         """``{N: {precision: EquivalenceReport}}``: each function of the package executed here
         against the model on its length's inputs (``runtime.verify``)."""
-        from .runtime import load
-        from .runtime.verify import verify_packages
-
         out = {}
         for name, n in self.functions.items():
             exe = load(path, name)

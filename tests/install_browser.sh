@@ -1,6 +1,6 @@
 #!/bin/sh
 # Chromium and ChromeDriver (Debian's packages) for the HTML report's browser test
-# (tests/analysis/test_html_browser.py); nothing to do when both are on PATH already.
+# (tests/test_html_report.py); nothing to do when both are on PATH already.
 # Elsewhere: install Chromium or Chrome and its ChromeDriver, or set CHROME and CHROMEDRIVER.
 set -e
 if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then exit 0; fi

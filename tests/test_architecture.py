@@ -130,3 +130,42 @@ def test_in_a_checkout_the_passes_folder_is_ane_rewrite_passes():
     from ane_rewrite.passes.layout import layout
 
     assert type(layout).__module__ == "ane_rewrite.rewrite.rules"
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index, low, on_stack, stack, out = {}, {}, set(), [], []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(out)
+
+
+def test_no_import_cycle_among_all_modules_top_level_included():
+    """Imports inside functions count: a cycle they hold together is still a cycle."""
+    modules = _modules()
+    known = set(modules)
+    graph = {m: {t for t in _imports(m, p, known) if t in known and t != m} for m, p in modules.items()}
+    assert _cycles(graph) == []

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InputError
+from .saving import bars, check_path, save
 
 COMPRESSIONS = ("palettize4", "palettize6", "int8")
 MIN_WEIGHT_ELEMENTS = 2048
@@ -43,7 +44,6 @@ def compress(mlmodel, kind: str, progress: bool = True):
     ``progress=False`` silences coremltools' progress bars."""
     import coremltools.optimize.coreml as cto
 
-    from .export import bars
 
     check_kind(kind)
     fn, op = _config(kind)
@@ -59,10 +59,8 @@ def weights_bytes(path: str | Path) -> int:
 
 def save_compressed(mlmodel, kind: str, path: str | Path, overwrite: bool = False, progress: bool = True):
     """``mlmodel`` compressed as ``kind`` and saved at ``path`` (written aside, then renamed)."""
-    from .export import _check_path, _save
-
     path = Path(path)
-    _check_path(path, overwrite)
+    check_path(path, overwrite)
     compressed = compress(mlmodel, kind, progress)
-    _save(compressed, path)
+    save(compressed, path)
     return compressed

@@ -25,10 +25,7 @@ into place, so an interrupted or failed save leaves nothing partial behind.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -39,30 +36,7 @@ from ..frontend import models
 from ..frontend.capture import export_program, split_inputs
 from . import compat, fusion
 from .program import exported_program, is_captured
-
-
-@contextlib.contextmanager
-def _quiet():
-    """coremltools draws tqdm bars over the torch frontend, each MIL pipeline and each weight
-    compression pass, with no switch."""
-    from coremltools.converters.mil.frontend.torch import ops
-    from coremltools.converters.mil.mil.passes import pass_pipeline
-    from coremltools.optimize.coreml import _post_training_quantization as ptq, _quantization_passes as qp
-
-    def passthrough(iterable, *args, **kwargs):
-        return iterable
-
-    saved = ops._tqdm, pass_pipeline.tqdm, ptq.tqdm, qp.tqdm
-    ops._tqdm = pass_pipeline.tqdm = ptq.tqdm = qp.tqdm = passthrough
-    try:
-        yield
-    finally:
-        ops._tqdm, pass_pipeline.tqdm, ptq.tqdm, qp.tqdm = saved
-
-
-def bars(progress: bool):
-    """coremltools' progress bars as they are (``progress=True``), or silenced."""
-    return contextlib.nullcontext() if progress else _quiet()
+from .saving import bars, check_path, save
 
 
 def _check_inputs(gm, example_inputs: Any) -> None:
@@ -81,38 +55,6 @@ def _check_inputs(gm, example_inputs: Any) -> None:
         if isinstance(value, torch.Tensor) and (tuple(value.shape) != tuple(node_val.shape) or value.dtype != node_val.dtype):
             raise InputError(f"input {name} is {tuple(value.shape)} {value.dtype}; the model was captured with "
                              f"{tuple(node_val.shape)} {node_val.dtype} (shapes are static: optimize again for others)")
-
-
-def _check_path(path: Path, overwrite: bool) -> None:
-    """Before converting: a .mlpackage path in a writable folder, not there yet unless replaced."""
-    if path.suffix != ".mlpackage":
-        raise ExportError(f"{path}: an ML Program is saved as a .mlpackage folder; name the path so")
-    if path.exists() and not overwrite:
-        raise ExportError(f"{path} exists; pass overwrite=True to replace it")
-    if not path.parent.is_dir():
-        raise ExportError(f"{path}: the folder {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise ExportError(f"{path}: the folder {path.parent} is not writable")
-
-
-def _save(mlmodel, path: Path) -> None:
-    """Written aside, then renamed into place: an interrupted save leaves nothing at ``path``
-    (and a replaced package stays until the new one is complete)."""
-    partial = path.with_name(f".{path.stem}.partial-{os.getpid()}.mlpackage")
-    old = path.with_name(f".{path.name}.old-{os.getpid()}")
-    try:
-        mlmodel.save(str(partial))
-        if path.exists():
-            path.rename(old)
-        partial.rename(path)
-    except BaseException as exc:
-        shutil.rmtree(partial, ignore_errors=True)
-        if old.exists() and not path.exists():
-            old.rename(path)
-        if isinstance(exc, Exception):
-            raise ExportError(f"saving {path} failed: {type(exc).__name__}: {exc}") from exc
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 PRECISIONS = ("fp16", "fp32")
@@ -141,7 +83,7 @@ def export(model: torch.nn.Module, example_inputs: Any, path: str | Path | None 
         raise InputError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if path is not None:
         path = Path(path)
-        _check_path(path, overwrite)
+        check_path(path, overwrite)
     compat.install()
     if is_captured(model):
         _check_inputs(model, example_inputs)
@@ -168,7 +110,7 @@ def export(model: torch.nn.Module, example_inputs: Any, path: str | Path | None 
     if compress is not None:
         mlmodel = compress_weights(mlmodel, compress, progress)
     if path is not None:
-        _save(mlmodel, path)
+        save(mlmodel, path)
     return mlmodel
 
 
@@ -182,7 +124,7 @@ def save_multifunction(functions: dict[str, Any], path: str | Path, default: str
     import coremltools as ct
 
     path = Path(path)
-    _check_path(path, overwrite)
+    check_path(path, overwrite)
     if default not in functions:
         raise ExportError(f"default function {default!r} is not one of {sorted(functions)}")
     with tempfile.TemporaryDirectory(prefix="ane_multifunction_") as tmp:
@@ -201,4 +143,4 @@ def save_multifunction(functions: dict[str, Any], path: str | Path, default: str
         joined_model = ct.models.MLModel(str(joined), skip_model_load=True)
         for key, value in (metadata or {}).items():
             joined_model.user_defined_metadata[key] = value
-        _save(joined_model, path)
+        save(joined_model, path)

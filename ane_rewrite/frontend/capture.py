@@ -4,7 +4,8 @@
 decompositions *except* the ops the passes (and coremltools) want whole: linear, conv,
 layer_norm, softmax, attention, einsum, gelu, embedding, roll (coremltools converts
 roll whole; decomposed, it becomes index arithmetic with fmod, which it cannot convert).
-The captured graph's views are then made reshapes (``views_as_reshapes``). ``export_program``
+The captured graph's views are then made reshapes (``views_as_reshapes``; both in
+``aten_form.py``, which a saved program is brought to as well). ``export_program``
 is the capture itself; Core ML export uses it for a model as is (the baseline).
 """
 from __future__ import annotations
@@ -16,24 +17,8 @@ import torch
 from torch.fx import GraphModule
 
 from ..errors import CaptureError, InputError
+from .aten_form import decomposition_table, views_as_reshapes
 from .models import prepare
-
-aten = torch.ops.aten
-
-KEPT_OPS = (
-    aten.linear.default, aten.conv2d.default, aten.layer_norm.default, aten.softmax.int,
-    aten._softmax.default, aten.scaled_dot_product_attention.default, aten.einsum.default,
-    aten.gelu.default, aten.embedding.default, aten.silu.default, aten.hardswish.default,
-    aten.hardsigmoid.default, aten.group_norm.default, aten.matmul.default, aten.roll.default,
-)
-
-
-def decomposition_table() -> dict:
-    table = torch.export.default_decompositions()
-    for op in KEPT_OPS:
-        table.pop(op, None)
-    return table
-
 
 def split_inputs(example_inputs: Any) -> tuple[tuple, dict]:
     """Example inputs are a tuple of positional arguments or a dict of keyword arguments."""
@@ -106,17 +91,3 @@ def capture(model: torch.nn.Module, example_inputs: Any) -> GraphModule:
     gm = export_program(copied, example_inputs).module()
     views_as_reshapes(gm)
     return gm
-
-
-def views_as_reshapes(gm: GraphModule) -> None:
-    """Every ``view`` becomes a ``reshape``: the same values, and no dependence on strides.
-
-    A captured ``view`` is valid for the strides its input had when it was traced (a fused
-    kernel's output laid out so that a later transpose is contiguous, say). The passes replace
-    values by others computed with other strides; in a graph of value semantics — which the
-    rewritten graph is, and what coremltools converts — a reshape says what the view meant.
-    The pipeline's lint keeps it so: no pass may add a ``view``."""
-    for node in gm.graph.nodes:
-        if node.op == "call_function" and node.target is aten.view.default:
-            node.target = aten.reshape.default
-    gm.recompile()

@@ -12,6 +12,7 @@ import types
 import torch
 
 from ..errors import InputError, SourceError
+from .aten_form import decomposition_table, views_as_reshapes
 
 
 def load_saved_program(path: str) -> torch.nn.Module:
@@ -26,8 +27,6 @@ def load_saved_program(path: str) -> torch.nn.Module:
     if program.example_inputs is None:
         raise SourceError(f"{path} holds no example inputs; save the program of torch.export.export"
                           "(model, args) as it comes (its example inputs are saved with it)")
-    from .capture import decomposition_table, views_as_reshapes
-
     # in the form capture gives (core ATen but the kept ops, views as reshapes): it converts as it is
     module = program.run_decompositions(decomposition_table()).module()
     views_as_reshapes(module)

@@ -24,10 +24,12 @@ from pathlib import Path
 
 import torch
 
-from ..coreml.export import _check_path, export, save_multifunction
+from ..coreml.export import export, save_multifunction
+from ..coreml.saving import check_path
 from ..errors import ExecutionError, InputError
 from ..hardware import MAX_WEIGHTS_BYTES
 from . import chunks
+from .greedy import greedy
 from .stateful import stateful_graph
 
 FUNCTIONS = ("prefill", "decode")
@@ -48,7 +50,7 @@ def export_lm(lm, path, *, precision: str = "fp16", overwrite: bool = False, pro
     plan = chunks.plan(graphs["decode"][0], max_chunk_bytes, 2 if precision == "fp16" else 4)
     paths = chunk_paths(path, len(plan))
     for p in paths:
-        _check_path(p, overwrite)
+        check_path(p, overwrite)
     parts = {}
     for name, (graph, states) in graphs.items():
         cuts = chunks.cut_positions(graph, plan)
@@ -93,7 +95,6 @@ def generate_exported(path, input_ids: torch.Tensor, max_new_tokens: int = 32, p
     """Greedy tokens of an exported causal LM (``CausalLM.export``: one package, or the first of
     its chunks, or the list of them), executed on this machine."""
     from ..runtime import load
-    from .lm import greedy
 
     paths, metas = zip(*_chain(path))
     if [m["chunk"] for m in metas] != [f"{k + 1}/{len(paths)}" for k in range(len(paths))]:

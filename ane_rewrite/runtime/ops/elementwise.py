@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from . import op, scalar
+from .registry import op, scalar
 
 _BINARY = {
     "add": torch.add, "sub": torch.sub, "mul": torch.mul, "real_div": torch.true_divide,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from . import op, scalar
+from .registry import op, scalar
 
 
 def _wrap(indices: torch.Tensor, size: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import axes_of, op, scalar
+from .registry import axes_of, op, scalar
 
 
 def _on_axes(value, x, axes):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from . import axes_of, op, scalar
+from .registry import axes_of, op, scalar
 
 
 def _axes(a):

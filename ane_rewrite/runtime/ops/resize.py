@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from . import op, scalar
+from .registry import op, scalar
 
 
 def _nearest(x, size, axis):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import axes_of, ints, op, scalar
+from .registry import axes_of, ints, op, scalar
 
 
 @op("reshape", "reshape_like", "expand_dims", "squeeze", "flatten2d")

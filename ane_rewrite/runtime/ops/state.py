@@ -7,7 +7,7 @@ caller (``interpreter.run(..., states=)``).
 """
 from __future__ import annotations
 
-from . import op
+from .registry import op
 
 
 @op("read_state")

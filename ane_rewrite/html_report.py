@@ -6,6 +6,7 @@ rewritten), the op mix, the findings by rule with their sources and per op, the 
 executed figures (``runtime.package_check``: fp16 against the program's own fp32 outputs, fp32
 against the baseline package's, fp16 hazards). No script and no external resource: it renders
 offline, from a file, in any browser. Estimates are analytic, not device measurements.
+It sits above both the analysis and the runtime, whose results it shows.
 """
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ import html
 import math
 from pathlib import Path
 
-from .. import cost
-from ..cost import speedup_text
-from .report import Analysis, analyze
+from . import cost
+from .analysis.report import Analysis, analyze
+from .coreml.mil import function_names
+from .cost import speedup_text
+from .runtime import load
+from .runtime.package_check import check_package
 
 MAX_OP_ROWS = 300
 COLORS = {"baseline": "#9aa5b1", "rewritten": "#2f7ed8"}
@@ -147,9 +151,6 @@ def report_html(package, baseline=None, function: str | None = None, draws: int 
                 ("Metrics", _metrics(analyses)), ("Op mix", _op_mix(analyses)), ("Findings by rule", _rules(analyses)),
                 ("Findings per op", "".join(_findings(side, a) for side, a in analyses.items()))]
     if execute:
-        from ..runtime import load
-        from ..runtime.package_check import check_package
-
         exes = {side: load(p, function) for side, p in paths.items()}  # each loaded and compiled once
         checks = {side: check_package(exe, function, draws, exes.get("baseline") if side == "rewritten" else None)
                   for side, exe in exes.items()}
@@ -157,7 +158,6 @@ def report_html(package, baseline=None, function: str | None = None, draws: int 
         sections.append(("Executed here (ane_rewrite.runtime)", _executed(checks)
                          + '<p class="note">Inputs drawn from the program\'s input types; token ids below the '
                          "vocabulary their embedding holds.</p>"))
-    from ..coreml.mil import function_names
 
     names = function_names(package)
     shown = f" (function {function or names[0]} of {', '.join(names)})" if len(names) > 1 else ""
