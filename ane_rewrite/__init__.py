@@ -18,8 +18,8 @@ from ._source_tree import map_passes as _map_passes
 
 _map_passes()  # ane_rewrite.passes in a source checkout (an install has it as a subpackage)
 
-from .errors import (AneRewriteError, CaptureError, ExecutionError, ExportError, InputError, LintError,
-                     RewriteError, SourceError)
+from .errors import (AneRewriteError, CaptureError, EquivalenceError, ExecutionError, ExportError, InputError,
+                     LintError, RewriteError, SourceError)
 from .optimize import optimize
 from .equivalence import EquivalenceReport
 from .equivalence import verify as _verify_modules
@@ -89,5 +89,5 @@ def fp16_hazards(model, inputs):
 
 
 __all__ = ["optimize", "optimize_causal_lm", "generate_exported", "verify", "export", "analyze", "execute", "fp16_hazards", "EquivalenceReport",
-           "AneRewriteError", "CaptureError", "ExecutionError", "ExportError", "InputError", "LintError",
+           "AneRewriteError", "CaptureError", "EquivalenceError", "ExecutionError", "ExportError", "InputError", "LintError",
            "RewriteError", "SourceError"]

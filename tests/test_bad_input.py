@@ -140,3 +140,14 @@ def test_an_interrupted_save_leaves_nothing_partial_and_keeps_the_old_package(tm
         ane_rewrite.export(model, example, target, progress=False, overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == ["m.mlpackage"]
     assert (target / "Manifest.json").read_bytes() == manifest
+
+
+def test_every_error_is_importable_from_the_package():
+    """The errors the docs name (``strict=True`` raises EquivalenceError) are ane_rewrite's API."""
+    import inspect
+
+    from ane_rewrite import errors
+
+    raised = {name for name, cls in inspect.getmembers(errors, inspect.isclass) if issubclass(cls, errors.AneRewriteError)}
+    assert raised <= set(ane_rewrite.__all__)
+    assert all(getattr(ane_rewrite, name) is getattr(errors, name) for name in raised)
