@@ -111,21 +111,33 @@ def emit_to(rw, x: Node) -> Node:
     raise ValueError(f"no channels-first form for rank {r}")
 
 
+# y 4-D channels-first → its channels-last form of rank r, as ATen steps: ``emit_from`` emits
+# them in a graph, ``channels_last`` applies them to a tensor (the equivalence checker's inverse)
+FROM_STEPS = {2: ((aten.squeeze.dims, [3]), (aten.squeeze.dims, [2])),
+              3: ((aten.squeeze.dims, [2]), (aten.permute.default, [0, 2, 1])),
+              4: ((aten.permute.default, [0, 2, 3, 1]),)}
+
+
 def emit_from(rw, y: Node, r: int) -> Node:
     """y 4-D channels-first → its channels-last form of rank r.
 
     Marks y with ``meta["ane_channels_first_of"] = (origin, r)``: y holds, channels-first, the
     value of the original node ``origin`` (the anchor being replaced); the equivalence checker
     uses it to compare values inside a layout region with the original graph."""
+    if r not in FROM_STEPS:
+        raise ValueError(f"no channels-last form of rank {r}")
     anchor = rw.anchor
     y.meta.setdefault("ane_channels_first_of", (anchor.meta.get("ane_origin", anchor.name), r))
-    if r == 2:
-        return rw.call(aten.squeeze.dims, rw.call(aten.squeeze.dims, y, [3]), [2])
-    if r == 3:
-        return rw.call(aten.permute.default, rw.call(aten.squeeze.dims, y, [2]), [0, 2, 1])
-    if r == 4:
-        return rw.call(aten.permute.default, y, [0, 2, 3, 1])
-    raise ValueError(f"no channels-last form of rank {r}")
+    for op, dims in FROM_STEPS[r]:
+        y = rw.call(op, y, dims)
+    return y
+
+
+def channels_last(value, r: int):
+    """A 4-D channels-first tensor → the channels-last rank-r tensor it stands for (``FROM_STEPS``)."""
+    for op, dims in FROM_STEPS[r]:
+        value = op(value, dims)
+    return value
 
 
 def emit_broadcast_to(rw, t: Node, r: int) -> Node:

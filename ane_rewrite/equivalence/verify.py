@@ -30,6 +30,7 @@ from torch.utils import _pytree as pytree
 from ..errors import InputError
 from ..frontend import models
 from ..frontend.capture import call, capture, split_inputs
+from ..passes._layouts import channels_last
 
 PSNR_BAR = 60.0
 REL_BAR = 1e-4
@@ -165,20 +166,12 @@ def _node_values(gm: GraphModule, inputs: Any) -> dict[str, Any]:
     return rec.values
 
 
-# A channels-first 4-D value → the channels-last rank-r value it stands for (see passes/_layouts.py).
-_CHANNELS_LAST = {
-    2: lambda y: y.squeeze(3).squeeze(2),
-    3: lambda y: y.squeeze(2).permute(0, 2, 1),
-    4: lambda y: y.permute(0, 2, 3, 1),
-}
-
-
 def _counterpart(node, values: dict) -> tuple[str | None, Any]:
     """The reference node this candidate node stands for, and the candidate value to compare."""
     if "ane_channels_first_of" in node.meta:
         origin, r = node.meta["ane_channels_first_of"]
         value = values.get(node.name)
-        return origin, _CHANNELS_LAST[r](value) if isinstance(value, torch.Tensor) and value.dim() == 4 else None
+        return origin, channels_last(value, r) if isinstance(value, torch.Tensor) and value.dim() == 4 else None
     origin = node.meta.get("ane_origin", None if "ane_rule" in node.meta else node.name)
     return origin, values.get(node.name)
 

@@ -2,6 +2,7 @@
 
     linear(x_BSC) ─ gelu ─ linear      →   to ─ conv ─ gelu ─ conv ─ from
 """
+import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
@@ -283,3 +284,15 @@ def test_a_projection_wider_than_the_ane_limit_in_its_input_stays_a_linear_with_
     assert result.counts["linear_to_conv"] == 1 and count(gm, "linear") == 1
     assert any("has a dimension > 16384" in d.reason for d in result.declined)
     _close(gm, module, example)
+
+
+@pytest.mark.parametrize("r", [2, 3, 4])
+def test_the_checker_inverts_a_layout_with_the_steps_the_pass_emits(r):
+    """One convention: channels_last (the equivalence checker's inverse) applies FROM_STEPS, the
+    steps emit_from writes into the graph; a round trip through the emitted form is the identity."""
+    from ane_rewrite.passes._layouts import channels_last
+
+    x = torch.randn(*(2, 5, 7, 3)[:r])
+    forward = {2: lambda t: t[:, :, None, None], 3: lambda t: t.permute(0, 2, 1)[:, :, None, :],
+               4: lambda t: t.permute(0, 3, 1, 2)}[r]
+    assert torch.equal(channels_last(forward(x), r), x)
