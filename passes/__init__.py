@@ -4,6 +4,7 @@ from ane_rewrite.rewrite.pipeline import Pipeline
 from .attention import attention, make_attention_pass
 from .batched_heads import batched_heads
 from .cleanup import cleanup
+from .group_norm import group_norm
 from .layer_norm import layer_norm
 from ._regions import declined_attentions, mark_kept, merge_reasons, unlowered_regions
 from .layout import layout
@@ -17,8 +18,8 @@ from .windows import windows
 
 def default_pipeline(max_queries_per_chunk: int = 512, max_chunk_bytes: int = 1 << 20,
                      lower_every_attention: bool = False) -> Pipeline:
-    """windows → rms_norm → layout → rotary → attention → batched_heads → softmax → layer_norm → cleanup →
-    window_groups, with the
+    """windows → rms_norm → layout → rotary → attention → batched_heads → softmax → layer_norm → group_norm →
+    cleanup → window_groups, with the
     constraints that fix that order. ``max_queries_per_chunk`` and ``max_chunk_bytes`` set the
     softmax chunking (see ``passes/softmax.py``); ``lower_every_attention`` lowers an attention
     per head even where the estimator says its batched form is faster (``_attention_cost``).
@@ -26,7 +27,8 @@ def default_pipeline(max_queries_per_chunk: int = 512, max_chunk_bytes: int = 1 
     options = PassOptions(max_queries_per_chunk, max_chunk_bytes, lower_every_attention)
     return Pipeline(
         [windows, rms_norm, layout, rotary, make_attention_pass(options), batched_heads,
-         make_softmax_pass(options.max_queries_per_chunk, options.max_chunk_bytes), layer_norm, cleanup, window_groups],
+         make_softmax_pass(options.max_queries_per_chunk, options.max_chunk_bytes), layer_norm, group_norm, cleanup,
+         window_groups],
         constraints=[
             ("windows", "layout", "layout's view rules and attention's head analysis see rank-≤4 chains"),
             ("layout", "attention", "attention lowers heads of the channel axis of (B, C, 1, S) projections"),
@@ -41,9 +43,10 @@ def default_pipeline(max_queries_per_chunk: int = 512, max_chunk_bytes: int = 1 
             ("rotary", "attention", "q and k are head splits again once rotated on the channels-first tensor"),
             ("layer_norm", "cleanup", "cleanup cancels the conversions that the earlier passes leave face to face"),
             ("rms_norm", "cleanup", "cleanup cancels the conversions that the earlier passes leave face to face"),
+            ("group_norm", "cleanup", "cleanup folds the reshapes group_norm leaves beside the model's own"),
         ],
         options=options,
     )
 
 
-__all__ = ["PassOptions", "make_attention_pass", "declined_attentions", "mark_kept", "merge_reasons", "unlowered_regions", "attention", "batched_heads", "cleanup", "window_groups", "default_pipeline", "layer_norm", "layout", "make_softmax_pass", "rms_norm", "rotary", "softmax", "windows"]
+__all__ = ["group_norm", "PassOptions", "make_attention_pass", "declined_attentions", "mark_kept", "merge_reasons", "unlowered_regions", "attention", "batched_heads", "cleanup", "window_groups", "default_pipeline", "layer_norm", "layout", "make_softmax_pass", "rms_norm", "rotary", "softmax", "windows"]

@@ -18,6 +18,7 @@ graph whose value departs from its counterpart in the reference graph.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,8 +105,23 @@ def _errors(ref: torch.Tensor, cand: torch.Tensor) -> tuple[float, float, float]
     return max_abs, max_rel, psnr
 
 
+def _plain(out):
+    """Dataclass outputs as dicts of their fields, all the way down (diffusers registers its
+    ``BaseOutput`` with pytree but without key paths)."""
+    if dataclasses.is_dataclass(out) and not isinstance(out, type):
+        return {f.name: _plain(getattr(out, f.name)) for f in dataclasses.fields(out)}
+    if isinstance(out, dict):
+        return {k: _plain(v) for k, v in out.items()}
+    if isinstance(out, (list, tuple)):
+        return [_plain(v) for v in out]
+    return out
+
+
 def _leaves(out) -> dict[str, torch.Tensor]:
-    flat, _ = pytree.tree_flatten_with_path(out)
+    try:
+        flat, _ = pytree.tree_flatten_with_path(out)
+    except ValueError:  # a registered type without key paths
+        flat, _ = pytree.tree_flatten_with_path(_plain(out))
     return {pytree.keystr(path) or "output": leaf for path, leaf in flat if isinstance(leaf, torch.Tensor)}
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError, SourceError
+from .diffusers_inputs import diffusers_inputs, is_diffusers
 from .draws import draw_inputs  # noqa: F401 - the adapter's API: verify's draws
 from .saved_program import load_saved_program, saved_program_inputs
 
@@ -178,11 +179,14 @@ def example_inputs(model: torch.nn.Module, seq_len: int | None = None, batch: in
     text models get token ids and an attention mask (``seq_len`` tokens, 128 unless given),
     vision models pixel values, speech encoders (Whisper) log-mel features of their full window;
     an encoder-decoder model also gets ``decoder_input_ids`` (``seq_len`` tokens, at most the
-    decoder's positions). A saved program (``.pt2``) gives its own, saved with it."""
+    decoder's positions). Diffusers models get latents, a timestep and text states
+    (``diffusers_inputs.py``). A saved program (``.pt2``) gives its own, saved with it."""
     if hasattr(model, "ane_exported_inputs"):
         return saved_program_inputs(model.ane_exported_inputs, seq_len, batch)
-    seq_len, batch = seq_len or 128, batch or 1
     gen = torch.Generator().manual_seed(SEED)
+    if is_diffusers(model):
+        return diffusers_inputs(model, seq_len, batch or 1, gen)
+    seq_len, batch = seq_len or 128, batch or 1
     if _is_hf(model):
         return _hf_inputs(model, seq_len, batch, gen)
     if _is_timm(model):
