@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import importlib
-import math
 import os
 from typing import Any
 
@@ -31,6 +30,7 @@ import torch
 from ..errors import InputError, SourceError
 from .diffusers_inputs import diffusers_inputs, is_diffusers
 from .draws import draw_inputs  # noqa: F401 - the adapter's API: verify's draws
+from .hf_inputs import hf_inputs, limit_of
 from .saved_program import load_saved_program, saved_program_inputs
 
 DEFAULT_SOURCE = "hf:DistilBertForSequenceClassification"
@@ -117,63 +117,6 @@ def _load(source: str) -> torch.nn.Module:
     return model.eval()
 
 
-def _limit(config, *names):
-    for name in names:
-        value = getattr(config, name, None)
-        if value:
-            return value
-    return None
-
-
-def _token_ids(config, seq_len: int, batch: int, gen: torch.Generator, *limits: str) -> torch.Tensor:
-    limit = _limit(config, *limits)
-    if limit is not None and seq_len > limit:
-        raise InputError(f"seq_len {seq_len} exceeds the model's {limit} positions")
-    return torch.randint(0, config.vocab_size, (batch, seq_len), generator=gen)
-
-
-def _hf_inputs(model, seq_len: int, batch: int, gen: torch.Generator) -> dict:
-    config = model.config
-    main = getattr(model, "main_input_name", "input_ids")
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    if main == "input_ids":
-        inputs = {"input_ids": _token_ids(text, seq_len, batch, gen, "max_position_embeddings", "n_positions"),
-                  "attention_mask": torch.ones(batch, seq_len, dtype=torch.long)}
-    elif main == "pixel_values":
-        size = getattr(config, "image_size", 224)
-        size = (size, size) if isinstance(size, int) else tuple(size)
-        channels = getattr(config, "num_channels", 3)
-        inputs = {"pixel_values": torch.randn(batch, channels, *size, generator=gen)}
-    elif main == "input_features" and getattr(config, "num_mel_bins", None):
-        # a speech encoder (Whisper) takes its full window: two frames per encoder position
-        frames = 2 * config.max_source_positions
-        inputs = {"input_features": torch.randn(batch, config.num_mel_bins, frames, generator=gen)}
-    elif main == "input_features" and getattr(config, "input_feat_per_channel", None):
-        # Speech2Text: (B, frames, features); its convolutions halve the frames num_conv_layers times
-        frames = seq_len * 2 ** config.num_conv_layers
-        width = config.input_feat_per_channel * getattr(config, "input_channels", 1)
-        inputs = {"input_features": torch.randn(batch, frames, width, generator=gen)}
-    elif main == "input_values" and getattr(config, "conv_stride", None):
-        # raw audio (Wav2Vec2, HuBERT): as many samples as make seq_len frames after the feature encoder
-        samples = seq_len * math.prod(config.conv_stride)
-        inputs = {"input_values": torch.randn(batch, samples, generator=gen)}
-    else:
-        raise InputError(f"no example-input builder for a Hugging Face model whose main input is "
-                         f"{main!r}; pass example_inputs=")
-    if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in _forward_args(model):
-        # a seq2seq model: the decoder's tokens too (as many as fit its positions)
-        limit = _limit(text, "max_target_positions", "max_position_embeddings")
-        length = min(seq_len, limit) if limit else seq_len
-        inputs["decoder_input_ids"] = _token_ids(text, length, batch, gen)
-    return inputs
-
-
-def _forward_args(model) -> set[str]:
-    import inspect
-
-    return set(inspect.signature(model.forward).parameters)
-
-
 def example_inputs(model: torch.nn.Module, seq_len: int | None = None, batch: int | None = None) -> dict | tuple:
     """Inputs to capture ``model`` with: a dict of keyword arguments or a tuple. Hugging Face
     text models get token ids and an attention mask (``seq_len`` tokens, 128 unless given),
@@ -188,7 +131,7 @@ def example_inputs(model: torch.nn.Module, seq_len: int | None = None, batch: in
         return diffusers_inputs(model, seq_len, batch or 1, gen)
     seq_len, batch = seq_len or 128, batch or 1
     if _is_hf(model):
-        return _hf_inputs(model, seq_len, batch, gen)
+        return hf_inputs(model, seq_len, batch, gen)
     if _is_timm(model):
         import timm.data
 
@@ -263,7 +206,7 @@ def causal_lm_config(model: torch.nn.Module) -> tuple[int, int | None, int]:
     when it has none)."""
     text = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     pad = getattr(text, "pad_token_id", None)
-    return text.vocab_size, _limit(text, "n_positions", "max_position_embeddings"), 0 if pad is None else pad
+    return text.vocab_size, limit_of(text, "n_positions", "max_position_embeddings"), 0 if pad is None else pad
 
 
 def causal_logits(model: torch.nn.Module, input_ids: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
