@@ -5,6 +5,7 @@ from .attention import attention, make_attention_pass
 from .batched_heads import batched_heads
 from .cleanup import cleanup
 from .group_norm import group_norm
+from .joint_heads import joint_heads
 from .layer_norm import layer_norm
 from ._regions import declined_attentions, mark_kept, merge_reasons, unlowered_regions
 from .layout import layout
@@ -18,7 +19,7 @@ from .windows import windows
 
 def default_pipeline(max_queries_per_chunk: int = 512, max_chunk_bytes: int = 1 << 20,
                      lower_every_attention: bool = False) -> Pipeline:
-    """windows → rms_norm → layout → rotary → attention → batched_heads → softmax → layer_norm → group_norm →
+    """windows → rms_norm → layout → joint_heads → rotary → attention → batched_heads → softmax → layer_norm → group_norm →
     cleanup → window_groups, with the
     constraints that fix that order. ``max_queries_per_chunk`` and ``max_chunk_bytes`` set the
     softmax chunking (see ``passes/softmax.py``); ``lower_every_attention`` lowers an attention
@@ -26,7 +27,7 @@ def default_pipeline(max_queries_per_chunk: int = 512, max_chunk_bytes: int = 1 
     They are checked as one ``PassOptions``, which the passes that depend on them are made from."""
     options = PassOptions(max_queries_per_chunk, max_chunk_bytes, lower_every_attention)
     return Pipeline(
-        [windows, rms_norm, layout, rotary, make_attention_pass(options), batched_heads,
+        [windows, rms_norm, layout, joint_heads, rotary, make_attention_pass(options), batched_heads,
          make_softmax_pass(options.max_queries_per_chunk, options.max_chunk_bytes), layer_norm, group_norm, cleanup,
          window_groups],
         constraints=[
@@ -40,6 +41,9 @@ def default_pipeline(max_queries_per_chunk: int = 512, max_chunk_bytes: int = 1 
             ("rms_norm", "layout", "layout propagates the conversions rms_norm wraps each norm in"),
             ("rms_norm", "attention", "q and k are head splits again once their per-head norms are channel norms"),
             ("layout", "rotary", "rotary turns heads of the (B, C, 1, S) projections that layout made"),
+            ("layout", "joint_heads", "joint_heads concatenates the (B, C, 1, S) projections that layout made"),
+            ("joint_heads", "rotary", "a rotation over the joint tokens reads one head split"),
+            ("joint_heads", "attention", "joint attention's q, k and v are head splits once their streams are joined"),
             ("rotary", "attention", "q and k are head splits again once rotated on the channels-first tensor"),
             ("layer_norm", "cleanup", "cleanup cancels the conversions that the earlier passes leave face to face"),
             ("rms_norm", "cleanup", "cleanup cancels the conversions that the earlier passes leave face to face"),
@@ -49,4 +53,4 @@ def default_pipeline(max_queries_per_chunk: int = 512, max_chunk_bytes: int = 1 
     )
 
 
-__all__ = ["group_norm", "PassOptions", "make_attention_pass", "declined_attentions", "mark_kept", "merge_reasons", "unlowered_regions", "attention", "batched_heads", "cleanup", "window_groups", "default_pipeline", "layer_norm", "layout", "make_softmax_pass", "rms_norm", "rotary", "softmax", "windows"]
+__all__ = ["group_norm", "joint_heads", "PassOptions", "make_attention_pass", "declined_attentions", "mark_kept", "merge_reasons", "unlowered_regions", "attention", "batched_heads", "cleanup", "window_groups", "default_pipeline", "layer_norm", "layout", "make_softmax_pass", "rms_norm", "rotary", "softmax", "windows"]
