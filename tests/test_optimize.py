@@ -35,7 +35,8 @@ def test_report_lists_passes_and_declines():
     model, _ = distilbert()
     fast = ane_rewrite.optimize(model, seq_len=8)
     names = [r.name for r in fast.ane_report.results]
-    assert names == ["windows", "rms_norm", "layout", "rotary", "attention", "batched_heads", "softmax", "layer_norm", "cleanup", "window_groups"]
+    assert names == ["windows", "rms_norm", "layout", "joint_heads", "rotary", "attention", "batched_heads", "softmax",
+                     "layer_norm", "group_norm", "cleanup", "window_groups"]
     assert fast.ane_report.counts()["layout"]["linear_to_conv"] == 2 * 6 + 2
     declined = [d for r in fast.ane_report.results for d in r.declined]
     assert declined and all(d.reason for d in declined)
