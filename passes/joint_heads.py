@@ -4,6 +4,9 @@
                                                   (B, C, 1, Sᵢ) projections, the same channels per head
         → permute(reshape(slice₁(cat₃([y₁, y₂, …]), b₀, b₀ + H·d), [B, H, d, ΣSᵢ]), [0, 1, 3, 2])
 
+    the same for (B, Sᵢ, H, d) parts joined on dim 1 (Flux joins its streams before the
+    transpose to heads-first), permuted [0, 3, 1, 2] instead
+
 SD3's and Flux's joint attention projects the image tokens and the text tokens with weights of
 their own, splits both into the same heads and attends over their concatenation. Concatenating
 the channels-first projections on their token axis first makes q, k and v head splits of one
@@ -25,13 +28,19 @@ from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 from ._heads import head_channels
 
 
+def _sequence_first(t):
+    """A (B, S, H, d) index read as (B, H, S, d)."""
+    return t.transpose(1, 2)
+
+
 def _match(node: Node) -> MatchResult:
     parts, out = node.args[0], shape(node)
     if out is None or len(out) != 4 or not isinstance(parts, (list, tuple)) or len(parts) < 2:
         return MatchResult.skip()
-    if normalize_dim(arg(node, 1, "dim", 0), 4) != 2:
+    dim = normalize_dim(arg(node, 1, "dim", 0), 4)
+    if dim not in (1, 2):  # the token axis of (B, S, H, d) parts, or of (B, H, S, d) ones
         return MatchResult.skip()
-    heads = [head_channels(p) for p in parts]
+    heads = [head_channels(p, _sequence_first if dim == 1 else None) for p in parts]
     if any(h is None or h.swapped or h.spatial for h in heads):
         return MatchResult.skip()  # not every stream is a head split of a (B, C, 1, S) projection
     first = heads[0]
@@ -41,7 +50,7 @@ def _match(node: Node) -> MatchResult:
     b0, d, n = first.bases[0], first.dim, len(first.bases)
     if first.bases != tuple(b0 + i * d for i in range(n)):
         return MatchResult.fail(f"the heads' channel offsets {first.bases[:4]}… are not contiguous")
-    return MatchResult.ok(sources=[h.source for h in heads], b0=b0, dim=d, heads=n)
+    return MatchResult.ok(sources=[h.source for h in heads], b0=b0, dim=d, heads=n, tokens_first=dim == 1)
 
 
 def _rewrite(rw, node: Node, m: dict) -> Node:
@@ -51,7 +60,7 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
     if m["b0"] or width != channels:
         y = rw.call(aten.slice.Tensor, y, 1, m["b0"], m["b0"] + width)
     split = rw.call(aten.reshape.default, y, [batch, m["heads"], m["dim"], tokens])
-    return rw.call(aten.permute.default, split, [0, 1, 3, 2])
+    return rw.call(aten.permute.default, split, [0, 3, 1, 2] if m["tokens_first"] else [0, 1, 3, 2])
 
 
 joint_heads_rule = Rule("joint_heads", (aten.cat,), _match, _rewrite,

@@ -45,6 +45,29 @@ def test_joint_streams_become_one_head_split_and_attention_is_lowered_per_head()
     assert not any(r.changed for r in again.results), again
 
 
+class TokensFirst(Joint):
+    """The streams joined on the token axis of (B, S, H, d), before the transpose to heads-first (Flux)."""
+
+    def forward(self, x, t):
+        b, s, c = x.shape
+
+        def split(y):
+            return y.view(b, -1, self.h, c // self.h)
+
+        q, k, v = (torch.cat([split(i(x)), split(j(t))], dim=1).transpose(1, 2) for i, j in zip(self.img, self.txt))
+        o = nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, -1, c)
+        return self.out_img(o[:, :s]), self.out_txt(o[:, s:])
+
+
+def test_streams_joined_tokens_first_are_one_head_split_too():
+    module, example = TokensFirst().eval(), (torch.randn(1, 12, 32), torch.randn(1, 5, 32))
+    fast = ane_rewrite.optimize(module, example, lower_every_attention=True)
+    counts = fast.ane_report.counts()
+    assert counts["joint_heads"] == {"joint_heads": 3} and counts["attention"]["sdpa_per_head"] == 1
+    assert count(fast, "linear") == 0
+    assert ane_rewrite.verify(module, fast, example).psnr >= 60
+
+
 class FusedText(Joint):
     """The text stream projects q, k and v with one fused linear: its heads lie in a wider tensor."""
 
