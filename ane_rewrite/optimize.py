@@ -24,7 +24,7 @@ def _keep_unlowered_regions(captured: Snapshot, pipeline: Pipeline, gm: GraphMod
     declined = declined_attentions(report)
     if not declined:
         return report
-    keep = unlowered_regions(captured.module(gm), declined)
+    keep = unlowered_regions(captured.graph, declined)  # read only: no copy
     if not keep:
         return report
     captured.restore(gm)

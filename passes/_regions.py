@@ -13,7 +13,7 @@ keeps its converted projections: that region was measured as it is.
 """
 from __future__ import annotations
 
-from torch.fx import GraphModule, Node
+from torch.fx import Graph, GraphModule, Node
 
 from ane_rewrite.rewrite.graph import aten, is_op
 from ane_rewrite.rewrite.rules import COST
@@ -55,10 +55,10 @@ def declined_attentions(report) -> dict[str, str]:
     return {node: "; ".join(why) for node, why in reasons.items() if node not in paid}
 
 
-def unlowered_regions(captured: GraphModule, declined: dict[str, str]) -> dict[str, str]:
+def unlowered_regions(captured: Graph, declined: dict[str, str]) -> dict[str, str]:
     """{linear node name: why it is kept} for the projections of each declined attention
-    (``declined_attentions``), found in the captured graph."""
-    nodes = {n.name: n for n in captured.graph.nodes}
+    (``declined_attentions``), found in the captured graph (read only)."""
+    nodes = {n.name: n for n in captured.nodes}
     keep: dict[str, str] = {}
     for name, reason in declined.items():
         anchor = nodes.get(name)
