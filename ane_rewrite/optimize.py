@@ -1,16 +1,19 @@
 """optimize(model) → a rewritten copy of the model, callable like the original."""
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import torch
 from torch.fx import GraphModule
 
 from .equivalence.guard import Guard
-from .errors import InputError
+from .errors import EquivalenceError, InputError
 from .frontend import models
 from .frontend.capture import capture, split_inputs
+from .frontend.experts import data_dependent_routing, experts_modules
 from .rewrite.pipeline import Pipeline, PipelineResult
+from .rewrite.rules import Declined, PassResult
 from .rewrite.snapshot import Snapshot
 
 
@@ -32,6 +35,29 @@ def _keep_unlowered_regions(captured: Snapshot, pipeline: Pipeline, gm: GraphMod
     second = pipeline(gm, **guarded)
     merge_reasons(report, second)
     return second
+
+
+def _capture(model: torch.nn.Module, example_inputs: Any, safe: bool, strict: bool) -> tuple[GraphModule, PassResult | None]:
+    """The model captured with its mixture-of-experts collections evaluated densely
+    (``frontend/experts.py``), and what that did as the report's first entry ("experts"): the
+    collections made dense, and each op left that routes by data, declined with the reason. In
+    safe mode the dense capture is checked against the static one (transformers' own routing) as
+    a pass is: a difference rolls it back to the static capture, or raises with ``strict``."""
+    moe = experts_modules(model)
+    result = PassResult("experts", Counter(dense_experts=len(moe)) if moe else Counter())
+    gm = capture(model, example_inputs, dense_moe=bool(moe))
+    if moe and safe:
+        static = capture(model, example_inputs)
+        problem = _guard(Snapshot(static), static, example_inputs)(gm)
+        if problem is not None and strict:
+            raise EquivalenceError(f"experts (evaluated densely) change what the model computes: {problem}")
+        if problem is not None:
+            result.roll_back(problem)
+            gm = static
+    for where in data_dependent_routing(gm.graph):
+        result.declined.append(Declined("static_routing", where.split(" ")[0], f"{where}: routes tokens by "
+                                        "their values (a data-dependent shape): left as it is; it will not convert"))
+    return gm, (result if moe or result.declined else None)
 
 
 def _guard(captured: Snapshot, gm: GraphModule, example_inputs: Any) -> Guard:
@@ -86,11 +112,13 @@ def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int
     elif options:
         raise InputError(f"options {', '.join(sorted(options))} configure the default pipeline; "
                          "they cannot be combined with pipeline=")
-    gm = capture(model, example_inputs)
+    gm, experts = _capture(model, example_inputs, safe, strict)
     captured = Snapshot(gm)
     guarded = {"guard": _guard(captured, gm, example_inputs), "strict": strict} if safe else {}
     report: PipelineResult = pipeline(gm, **guarded)
     report = _keep_unlowered_regions(captured, pipeline, gm, report, guarded)
+    if experts is not None:
+        report.results.insert(0, experts)
     gm.example_inputs = example_inputs
     gm.ane_report = report
     return gm

@@ -34,6 +34,7 @@ import torch
 from ..errors import ExportError, InputError
 from ..frontend import models
 from ..frontend.capture import export_program, split_inputs
+from ..frontend.experts import data_dependent_routing, routing_error
 from . import compat, fusion
 from .program import exported_program, is_captured
 from .saving import bars, check_path, save
@@ -92,6 +93,9 @@ def export(model: torch.nn.Module, example_inputs: Any, path: str | Path | None 
         raise ExportError("states are inputs of a captured graph (what optimize returns), not of a module")
     else:
         program = export_program(models.prepare(copy.deepcopy(model)), example_inputs)
+    routed = data_dependent_routing(program.graph)
+    if routed:
+        raise ExportError(routing_error(routed))
     stateful = {"states": _state_types(model, states)} if states else {}
     try:
         with bars(progress):

@@ -18,6 +18,7 @@ from torch.fx import GraphModule
 
 from ..errors import CaptureError, InputError
 from .aten_form import decomposition_table, views_as_reshapes
+from .experts import dense_experts
 from .models import prepare
 
 def split_inputs(example_inputs: Any) -> tuple[tuple, dict]:
@@ -84,10 +85,15 @@ def check_model(model: Any, example_inputs: Any) -> None:
                          f"{len(args)} given")
 
 
-def capture(model: torch.nn.Module, example_inputs: Any) -> GraphModule:
-    """A GraphModule computing ``model`` (a deep copy, in eval mode), same parameter names."""
+def capture(model: torch.nn.Module, example_inputs: Any, dense_moe: bool = False) -> GraphModule:
+    """A GraphModule computing ``model`` (a deep copy, in eval mode), same parameter names.
+    ``dense_moe``: its mixture-of-experts collections evaluated densely (``experts.dense_experts``,
+    what ``optimize`` captures); otherwise in transformers' static form, as the model as it is is
+    exported."""
     check_model(model, example_inputs)
     copied = prepare(copy.deepcopy(model))
+    if dense_moe:
+        dense_experts(copied)
     gm = export_program(copied, example_inputs).module()
     views_as_reshapes(gm)
     return gm

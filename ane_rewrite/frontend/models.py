@@ -29,6 +29,7 @@ import torch
 
 from ..errors import InputError, SourceError
 from .diffusers_inputs import diffusers_inputs, is_diffusers
+from .experts import static_experts
 from .draws import draw_inputs  # noqa: F401 - the adapter's API: verify's draws
 from .hf_inputs import hf_inputs, limit_of
 from .saved_program import load_saved_program, saved_program_inputs
@@ -146,13 +147,15 @@ def example_inputs(model: torch.nn.Module, seq_len: int | None = None, batch: in
 
 def prepare(model: torch.nn.Module) -> torch.nn.Module:
     """Ready a copy for capture, in place: eval mode; HF models without a key/value cache —
-    every sub-model's config too (a seq2seq model's decoder holds a config of its own)."""
+    every sub-model's config too (a seq2seq model's decoder holds a config of its own) — and
+    with their mixture-of-experts routing in transformers' static form (``experts.static_experts``)."""
     model.eval()
     if _is_hf(model):
         for module in model.modules():
             config = getattr(module, "config", None)
             if getattr(config, "use_cache", False):
                 config.use_cache = False
+        static_experts(model)
     return model
 
 

@@ -1,0 +1,176 @@
+"""Mixture-of-experts blocks in forms that convert: the routing made static.
+
+Glossary: T tokens (batch × sequence, flattened by the MoE block), H hidden, E experts, K experts
+per token, O an expert's first projection's width (2·I with a gate, I without), I its intermediate width.
+
+Hugging Face MoE models (transformers ≥ 5) run their experts through ``ExpertsInterface``; the
+implementation is a config choice (``config._experts_implementation``), the routing their own:
+
+    grouped_mm (the default):  histc(ids) → sort → grouped matmul over the tokens of each expert
+    eager:                     a loop over the experts hit: nonzero(mask) → index_add
+        (both data-dependent: the number of tokens per expert is known only at run time, and no
+        converter takes histc, nonzero or a grouped matmul)
+    batched_mm:                W[ids_S] gathered per (token, k) pair → bmm   (S = T·K; static)
+
+``static_experts`` captures a model with ``batched_mm`` — transformers' own static form: the model
+as it is, exported, and the reference ``verify`` compares against. ``dense_experts`` is what
+``optimize`` captures: every expert evaluated on every token, its routing weight a mask, the
+experts' weights viewed as one projection each, so there is no gather and the layout pass turns
+both into 1×1 convs:
+
+    gates_TE = Σ_k w_TK · [ids_TK = e]                     (a comparison with arange: no one_hot, no scatter)
+    up_TEO   = linear(x_1TH, W_up viewed (E·O, H)).view(1, T, E, O)
+    h_TEI    = gate(up_TEO)                                (the model's own activation / gating)
+    y_TH     = linear((h_TEI · gates_TE1).view(1, T, E·I), W_down viewed (H, E·I)) + gates_TE · b_down_EH
+
+The work is E/K times the routed work (all experts run), and every expert's weights are read —
+as they are by any static form on the ANE, which has no gather of weights. Parameters keep their
+names and shapes: the views are in the graph.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+
+DENSE = "ane_dense"
+_STATIC = ("batched_mm", DENSE)
+
+
+def experts_modules(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """The expert collections that transformers' ``ExpertsInterface`` dispatches (its decorator
+    gives them ``_apply_gate`` and ``has_gate``); none in what is not a module (named by capture)."""
+    if not isinstance(model, torch.nn.Module):
+        return []
+    return [(name, m) for name, m in model.named_modules()
+            if hasattr(m, "_apply_gate") and hasattr(m, "has_gate") and hasattr(m, "num_experts")]
+
+
+def _set(model: torch.nn.Module, name: str) -> int:
+    configs = {id(m.config): m.config for _, m in experts_modules(model) if getattr(m, "config", None) is not None}
+    for config in configs.values():
+        config._experts_implementation = name
+    return len(configs)
+
+
+def static_experts(model: torch.nn.Module) -> None:
+    """In place (a copy): experts dispatched by transformers run ``batched_mm`` unless already
+    static. A model without such experts is left as it is."""
+    if any(getattr(m.config, "_experts_implementation", None) not in _STATIC for _, m in experts_modules(model)):
+        _set(model, "batched_mm")
+
+
+def dense_experts(model: torch.nn.Module) -> None:
+    """In place (a copy): every ``ExpertsInterface`` collection evaluated densely (module docstring)."""
+    found = experts_modules(model)
+    if not found:
+        return
+    from transformers.integrations.moe import ALL_EXPERTS_FUNCTIONS
+
+    for name, module in found:
+        if getattr(module, "_is_expert_parallel", False):
+            raise InputError(f"{name}: expert-parallel experts cannot be evaluated densely on one device")
+    ALL_EXPERTS_FUNCTIONS.register(DENSE, dense_experts_forward)
+    _set(model, DENSE)
+
+
+def _projection(weight: torch.Tensor, transposed: bool) -> torch.Tensor:
+    """An (E, O, I) stack of expert weights — (E, I, O) when ``transposed`` — as one (E·O, I) weight."""
+    w_EOI = weight.transpose(1, 2) if transposed else weight
+    experts, out_ch, in_ch = w_EOI.shape
+    return w_EOI.reshape(experts * out_ch, in_ch)
+
+
+def _merged_down(weight: torch.Tensor, transposed: bool) -> torch.Tensor:
+    """The down projections (E, H, I) — (E, I, H) when ``transposed`` — as one (H, E·I) weight that
+    sums the experts' outputs."""
+    w_EIH = weight if transposed else weight.transpose(1, 2)
+    experts, inner, hidden = w_EIH.shape
+    return w_EIH.reshape(experts * inner, hidden).transpose(0, 1)
+
+
+def dense_experts_forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
+                          top_k_weights: torch.Tensor) -> torch.Tensor:
+    """The experts of ``self`` on every token, weighted by the routing (the module docstring).
+    Reshapes, not (un)squeezes, around the token axis: the capture's view chains then fold into
+    the model's own, and the layout pass sees (1, T, H) tokens."""
+    tokens, hidden = hidden_states.shape
+    experts = self.num_experts
+    x_1TH = hidden_states.reshape(1, tokens, hidden)
+    chosen_TKE = top_k_index.unsqueeze(-1) == torch.arange(experts, device=top_k_index.device)
+    gates_TE = (chosen_TKE.to(top_k_weights.dtype) * top_k_weights.unsqueeze(-1)).sum(1)
+    if gates_TE.dtype != hidden_states.dtype:
+        gates_TE = gates_TE.to(hidden_states.dtype)
+
+    h_1TX, inner = _gated(self, x_1TH, tokens, experts)  # X = E·I, expert-major
+    down_bias = self.down_proj_bias if self.has_bias else None
+    if self.has_post_expert_norm:  # the norm reads each expert's own output: no merged sum
+        w_EIH = self.down_proj if self.is_transposed else self.down_proj.transpose(1, 2)
+        y_1TEH = torch.einsum("ptei,eih->pteh", h_1TX.reshape(1, tokens, experts, inner), w_EIH)
+        if down_bias is not None:
+            y_1TEH = y_1TEH + down_bias
+        out_1TH = (self.post_expert_norm(y_1TEH) * gates_TE.reshape(1, tokens, experts, 1)).sum(2)
+    else:
+        gates_1TX = gates_TE.reshape(1, tokens, experts, 1).expand(1, tokens, experts, inner)
+        weighted_1TX = h_1TX * gates_1TX.reshape(1, tokens, experts * inner)
+        out_1TH = F.linear(weighted_1TX, _merged_down(self.down_proj, self.is_transposed))
+        if down_bias is not None:
+            out_1TH = out_1TH + (gates_TE @ down_bias).reshape(1, tokens, hidden)
+    return out_1TH.reshape(tokens, hidden)
+
+
+def _gated(self, x_1TH: torch.Tensor, tokens: int, experts: int) -> tuple[torch.Tensor, int]:
+    """Every expert's first projection and gating: (1, T, E·I), expert-major, and I.
+
+    transformers' default gate (``act(gate) · up`` over the two halves of each expert's rows) is
+    two projections whose rows are every expert's gate half and every expert's up half: no axis
+    is split. Another gate (GPT-OSS interleaves its rows and clamps) reads (1, T, E, O), as its
+    own code expects."""
+    from transformers.integrations.moe import _default_apply_gate
+
+    if not self.has_gate:
+        bias = self.up_proj_bias.reshape(-1) if self.has_bias else None
+        h_1TX = self.act_fn(F.linear(x_1TH, _projection(self.up_proj, self.is_transposed), bias))
+        return h_1TX, h_1TX.shape[-1] // experts
+    w_EOH = self.gate_up_proj.transpose(1, 2) if self.is_transposed else self.gate_up_proj
+    bias_EO = self.gate_up_proj_bias if self.has_bias else None
+    inner = w_EOH.shape[1] // 2
+    if type(self)._apply_gate is _default_apply_gate and getattr(self, "is_concatenated", True):
+        halves = []
+        for part in (slice(0, inner), slice(inner, 2 * inner)):
+            w_XH = w_EOH[:, part].reshape(experts * inner, -1)
+            halves.append(F.linear(x_1TH, w_XH, None if bias_EO is None else bias_EO[:, part].reshape(-1)))
+        gate_1TX, up_1TX = halves
+        return self.act_fn(gate_1TX) * up_1TX, inner
+    bias = None if bias_EO is None else bias_EO.reshape(-1)
+    up_1TEO = F.linear(x_1TH, w_EOH.reshape(experts * 2 * inner, -1), bias).reshape(1, tokens, experts, 2 * inner)
+    return self._apply_gate(up_1TEO).reshape(1, tokens, experts * inner), inner
+
+
+# Ops whose output shape depends on the data (how many tokens reach an expert), and the grouped
+# matmul transformers computes over such groups: routing no converter takes.
+DATA_DEPENDENT = ("aten.nonzero", "aten.histc", "aten.bincount", "aten._unique", "aten.unique",
+                  "aten.masked_select", "transformers.grouped_mm")
+
+
+def data_dependent_routing(graph: torch.fx.Graph) -> list[str]:
+    """The nodes of ``graph`` that route by data, each named with its op and its module."""
+    found = []
+    for node in graph.nodes:
+        op = str(node.target) if node.op == "call_function" else ""
+        if not op.startswith(DATA_DEPENDENT):
+            continue
+        stack = node.meta.get("nn_module_stack") or {}
+        where = next(reversed(stack.values()))[0] if stack else "the model"
+        found.append(f"{node.name} ({op.rsplit('.', 1)[0]}) in {where or 'the model'}")
+    return found
+
+
+def routing_error(found: list[str]) -> str:
+    """What to tell a user whose program routes by data."""
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    return (f"the program routes tokens by their values: {'; '.join(found[:3])}{more}. How many tokens reach "
+            "each expert is known only at run time, and Core ML programs have static shapes. Mixture-of-"
+            "experts blocks that run through transformers' ExpertsInterface are evaluated densely by optimize "
+            "(every expert, its routing weight as a mask); routing written by hand needs that form too")
