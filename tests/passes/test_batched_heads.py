@@ -71,38 +71,72 @@ def test_a_batched_attention_reads_its_heads_as_they_lie(layout, sdpa, bias, tmp
     assert not batched_heads(fast).counts  # a second run finds nothing left to read
 
 
-def test_an_additive_mask_is_added_to_the_logits_and_a_boolean_one_is_declined():
+def test_masks_are_added_to_the_logits_a_boolean_one_as_torch_reads_it():
+    """An additive mask is added as it is; a boolean one becomes 0 / −1e4 (one cast, float ops
+    after it) and a query left with no key gets zeros, as torch's sdpa gives it."""
     module = Fused("tiled", sdpa=True).eval()
     x = torch.randn(B, S, C)
     additive = torch.zeros(B, 1, S, S).masked_fill(torch.rand(B, 1, S, S) > 0.7, -1e4)
-    fast = ane_rewrite.optimize(module, (x, additive))
-    assert fast.ane_report.counts()["batched_heads"].get("batched_sdpa") == 1
-    assert ane_rewrite.verify(module, fast, (x, additive), draws=2).ok
     boolean = torch.rand(B, 1, S, S) > 0.3
-    kept = ane_rewrite.optimize(module, (x, boolean))
-    reasons = [d.reason for r in kept.ane_report.results if r.name == "batched_heads" for d in r.declined]
-    assert any("torch.bool mask" in why for why in reasons), reasons
-    assert count(kept, "scaled_dot_product_attention") == 1
-    assert ane_rewrite.verify(module, kept, (x, boolean), draws=2).ok
+    boolean[0, 0, 3] = False  # a query with no key
+    for mask in (additive, boolean):
+        fast = ane_rewrite.optimize(module, (x, mask))
+        assert fast.ane_report.counts()["batched_heads"].get("batched_sdpa") == 1
+        assert count(fast, "scaled_dot_product_attention") == 0
+        got, want = fast(x, mask), module(x, mask)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    assert ane_rewrite.verify(module, fast, (x, boolean), draws=2).ok
 
 
-def test_grouped_query_heads_are_declined_with_the_reason():
-    class Grouped(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.q, self.kv, self.o = nn.Linear(C, C), nn.Linear(C, C), nn.Linear(C, C)  # 2 k/v heads
+class Grouped(nn.Module):
+    """Two key/value heads for four query heads, spelled as models spell it."""
 
-        def forward(self, x):
-            q = self.q(x).view(B, S, H, D).transpose(1, 2)
-            k, v = self.kv(x).view(B, S, 2, H // 2, D).permute(2, 0, 3, 1, 4).unbind(0)
-            k, v = (t.repeat_interleave(2, dim=1) for t in (k, v))
+    def __init__(self, form: str):
+        super().__init__()
+        self.form = form
+        self.q, self.kv, self.o = nn.Linear(C, C), nn.Linear(C, C), nn.Linear(C, C)
+
+    def forward(self, x):
+        q = self.q(x).view(B, S, H, D).transpose(1, 2)
+        k, v = self.kv(x).view(B, S, 2, H // 2, D).permute(2, 0, 3, 1, 4).unbind(0)
+        if self.form == "enable_gqa":
+            out = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        elif self.form == "repeat_kv":  # Hugging Face: expand, then reshape
+            k, v = (t[:, :, None].expand(B, H // 2, 2, S, D).reshape(B, H, S, D) for t in (k, v))
+            out = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            repeat = (lambda t: t[:, None].expand(B, 2, H // 2, S, D).reshape(B, H, S, D)) \
+                if self.form == "tiled" else (lambda t: t.repeat_interleave(2, dim=1))
+            k, v = repeat(k), repeat(v)
             out = (q @ k.transpose(-2, -1) * D ** -0.5).softmax(-1) @ v
-            return self.o(out.transpose(1, 2).reshape(B, S, C))
+        return self.o(out.transpose(1, 2).reshape(B, S, C))
 
-    module, example = Grouped().eval(), (torch.randn(B, S, C),)
+
+@pytest.mark.parametrize("form", ["enable_gqa", "repeat_kv", "repeat_interleave"])
+def test_grouped_query_heads_broadcast_each_key_head_over_its_group(form, tmp_path):
+    """(B·G, rep, Q, d)ᵀ · (B·G, 1, d, K): the key and value heads are not repeated; a causal
+    sdpa gets a constant additive mask."""
+    module, example = Grouped(form).eval(), (torch.randn(B, S, C),)
+    fast = ane_rewrite.optimize(module, example)
+    counts = fast.ane_report.counts()["batched_heads"]
+    assert counts.get("batched_sdpa" if form != "repeat_interleave" else "batched_logits") == 1, counts
+    assert count(fast, "scaled_dot_product_attention") == 0 and count(fast, "expand") == 0
+    verdict = ane_rewrite.verify(module, fast, example, draws=2)
+    assert verdict.ok and verdict.psnr >= 60, verdict
+    if form == "enable_gqa":  # coremltools' sdpa converter does not take enable_gqa: the rewrite converts
+        with pytest.raises(ane_rewrite.ExportError, match="Incompatible dim"):
+            _transposes(module, example, tmp_path, "base")
+        assert _transposes(fast, example, tmp_path, "new") <= 2
+    else:
+        assert _transposes(fast, example, tmp_path, "new") <= _transposes(module, example, tmp_path, "base")
+    assert not batched_heads(fast).counts
+
+
+def test_key_heads_that_are_not_groups_of_the_query_heads_are_declined():
+    module, example = Grouped("tiled").eval(), (torch.randn(B, S, C),)  # heads 0, 1, 0, 1
     fast = ane_rewrite.optimize(module, example)
     reasons = [d.reason for r in fast.ane_report.results if r.name == "batched_heads" for d in r.declined]
-    assert any("equal steps" in why for why in reasons), reasons
+    assert any("not groups" in why for why in reasons), reasons
     assert ane_rewrite.verify(module, fast, example, draws=2).ok
 
 
