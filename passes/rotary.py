@@ -23,7 +23,10 @@ A partial rotary leaves a's other D − R channels as they are, and a rotation o
 tiles hold cos 1 and sin 0 there, so y_rot is y outside what was turned. The model's
 ``cat([rope(q[..., :R]), q[..., R:]], -1)`` (or ``cat([q[:, :, :p], rope(q[:, :, p:])], 2)``) then
 concatenates a slice of the rotated head split and the rest of the original, which
-``rejoin_slices`` folds back into the rotated head split.
+``rejoin_slices`` folds back into the rotated head split. a is read through scalar factors and
+that token part in any order (``_rotary_parts.operand``): rope(c · heads(y)) (ESM scales q first)
+is heads(y) turned with c·cos and c·sin, the factor on the small tables rather than on the
+activations; a prefix cut by ``split`` (DINOv3) is a token part as a slice is.
 
 Why: the per-head lowering needs q and k as head splits of one (B, C, 1, S) tensor; a rotation
 computed on (B, H, S, D) would put a transpose back to channels-last in front of every
@@ -41,6 +44,7 @@ from ane_rewrite.rewrite.graph import aten, is_op, normalize_dim, rank, shape
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._heads import _chain, head_channels
+from ._rotary_parts import PART_META, Operand, operand, rejoin_slices
 from .cleanup import CANONICAL_RULES
 
 SIGNED_MOVES = (aten.slice, aten.neg, aten.cat, aten.stack, aten.reshape, aten.view, aten._unsafe_view,
@@ -150,23 +154,24 @@ def _match(node: Node) -> MatchResult:
                 if swap is None:
                     continue
                 for head_axis, tail in ((1, None), (2, _heads_second)):
-                    whole, positions = a, None
+                    op = Operand(a, None)
                     heads = head_channels(a, tail=tail)
-                    if heads is None and _is_slice(a, 3 - head_axis):  # positions [p, e) only (EVA's prefix)
-                        whole, positions = a.args[0], _bounds(a)
-                        heads = head_channels(whole, tail=tail)
+                    if heads is None:  # c · heads(y) (ESM), or its patch tokens only (EVA, DINOv3)
+                        op = operand(a, 3 - head_axis) or op
+                        heads = head_channels(op.whole, tail=tail) if op.whole is not a else None
                     if heads is None or heads.swapped or heads.spatial:
                         continue
                     if not (_table(cos, shape(a), head_axis) and _table(sin, shape(a), head_axis)):
                         return MatchResult.fail("cos and sin vary across heads")
-                    groups = _groups(whole, heads)
+                    groups = _groups(op.whole, heads)
                     if isinstance(groups, str):
                         return MatchResult.fail(groups)
                     src, chain, step, off = groups
-                    return MatchResult.ok(a=a, whole=whole, positions=positions, cos=cos, sin=sin, swap=swap,
+                    return MatchResult.ok(a=a, operand=op, cos=cos, sin=sin, swap=swap,
                                           rdim=heads.dim, src=src, chain=chain, step=step, off=off,
                                           head_axis=head_axis)
-                return MatchResult.fail(f"rotated {shape(a)} is not a head split of a (B, C, 1, S) tensor")
+                return MatchResult.fail(f"rotated {shape(a)} is not a head split of a (B, C, 1, S) tensor, nor a scalar "
+                                        "multiple or a part of the tokens of one")
     return MatchResult.skip()
 
 
@@ -181,6 +186,7 @@ def _heads_second(t):
 
 def _rewrite(rw, node: Node, m: dict) -> Node:
     (inner, s0, _), src, step, off, rdim = m["swap"], m["src"], m["step"], m["off"], m["rdim"]
+    op: Operand = m["operand"]
     b, c, _, s = shape(src)
     h = c // step  # groups of channels: the heads, or every group of a fused projection
     y4 = rw.call(aten.reshape.default, src, [b, h, step, s])                   # (B, H, step, S)
@@ -200,9 +206,11 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
         padded = [1] * (4 - rank(t)) + list(shape(t))
         order = [0, 1, 3, 2] if m["head_axis"] == 1 else [0, 2, 3, 1]
         t4 = rw.call(aten.permute.default, rw.call(aten.reshape.default, t, padded), order)  # (Bt, 1, R, St)
+        if op.scale != 1.0:  # rope(c · a) = a · c·cos + rot(a) · c·sin: the factor on the small table
+            t4 = rw.call(aten.mul.Tensor, t4, op.scale)
         bt, _, r_t, st = shape(t4)
-        if m["positions"] is not None:  # fill the positions outside [p, e): y there is y
-            (lo, hi), st = m["positions"], s
+        if op.positions is not None:  # fill the positions outside [p, e): y there is y
+            (lo, hi), st = op.positions, s
             t4 = rw.call(aten.expand.default, t4, [bt, 1, r_t, hi - lo])
             edges = [(0, lo), (hi, s)]
             fills = [rw.constant("rotary_fill", torch.full((bt, 1, r_t, b_ - a_), fill, dtype=t.meta["val"].dtype))
@@ -214,7 +222,7 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
             t4 = rw.call(aten.cat.default, _around(t4, fills, off), 2)
         return rw.call(aten.reshape.default, rw.call(aten.expand.default, t4, [bt, h, step, st]), [bt, c, 1, st])
 
-    y_rot = rw.call(aten.add.Tensor, rw.call(aten.mul.Tensor, src, tiled(m["cos"], 1.0)),
+    y_rot = rw.call(aten.add.Tensor, rw.call(aten.mul.Tensor, src, tiled(m["cos"], op.rest_scale)),
                     rw.call(aten.mul.Tensor, rot_BC1S, tiled(m["sin"], 0.0)))
     y_rot.meta["ane_rotary_of"] = (src, off, rdim)
     values = {src: y_rot}
@@ -222,60 +230,17 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
         args = torch.fx.node.map_arg(n.args, lambda x: values.get(x, x))
         kwargs = torch.fx.node.map_arg(n.kwargs, lambda x: values.get(x, x))
         values[n] = rw.call(n.target, *args, **kwargs)
-    a = m["a"]
-    if m["positions"] is not None:
-        out = rw.call(aten.slice.Tensor, values[m["whole"]], 3 - m["head_axis"], *m["positions"])
-        out.meta["ane_rotary_part"] = (values[m["whole"]], m["whole"])
+    a, turned = m["a"], values[op.whole]
+    if op.positions is not None:
+        out = rw.call(aten.slice.Tensor, turned, 3 - m["head_axis"], *op.positions)
+        out.meta[PART_META] = (turned, op.rest_of)  # outside [p, e), turned holds rest_of's values
         return out
-    if is_op(a, aten.slice.Tensor) and a.args[0] in values:
-        values[a].meta["ane_rotary_part"] = (values[a.args[0]], a.args[0])
-    return values[a]
-
-
-def _bounds(sl: Node) -> tuple[int, int]:
-    size = shape(sl.args[0])[normalize_dim(sl.args[1], rank(sl))]
-    start = sl.args[2] if len(sl.args) > 2 and sl.args[2] is not None else 0
-    end = sl.args[3] if len(sl.args) > 3 and sl.args[3] is not None else size
-    start, end = (v + size if v < 0 else v for v in (start, end))
-    return min(start, size), min(end, size)
-
-
-def _is_slice(node, dim: int | None = None) -> bool:
-    """A unit-step slice (of axis ``dim``, by default the last)."""
-    if not is_op(node, aten.slice.Tensor) or rank(node) is None:
-        return False
-    want = rank(node) - 1 if dim is None else dim
-    return normalize_dim(node.args[1], rank(node)) == want and (len(node.args) < 5 or node.args[4] == 1)
-
-
-def _match_rejoin(node: Node) -> MatchResult:
-    """cat([rotated part of x_rot, the rest of x], d) (in either order) → x_rot: outside the part
-    a rotary rewrite turned, x_rot holds x's values (y · 1 + rot · 0)."""
-    parts, r = node.args[0], rank(node)
-    if not is_op(node, aten.cat) or len(parts) != 2 or r is None:
-        return MatchResult.skip()
-    dim = normalize_dim(node.args[1] if len(node.args) > 1 else 0, r)
-    for rotated, rest in (parts, parts[::-1]):
-        info = rotated.meta.get("ane_rotary_part") if isinstance(rotated, Node) else None
-        if info is None or not (_is_slice(rotated, dim) and _is_slice(rest, dim)):
-            continue
-        x_rot, x = info
-        if rotated.args[0] is not x_rot or rest.args[0] is not x:
-            continue
-        first, second = (rotated, rest) if parts[0] is rotated else (rest, rotated)
-        size = shape(x)[dim]
-        if _bounds(first)[0] == 0 and _bounds(first)[1] == _bounds(second)[0] and _bounds(second)[1] == size:
-            return MatchResult.ok(x_rot=x_rot)
-    return MatchResult.skip()
-
-
-def _rewrite_rejoin(rw, node: Node, m: dict) -> Node:
-    return m["x_rot"]
+    if is_op(a, aten.slice.Tensor) and a.args[0] in values:  # a partial rotary's q[..., :R]
+        values[a].meta[PART_META] = (values[a.args[0]], a.args[0])
+    return turned
 
 
 rotary_on_channels = Rule("rotary_on_channels", (aten.add.Tensor,), _match, _rewrite,
                           "a · cos + rot(a) · sin, a = heads(y) → heads(y_rot), the rotation on (B, H, R, S)")
-rejoin_slices = Rule("rejoin_slices", (aten.cat,), _match_rejoin, _rewrite_rejoin,
-                     "cat([heads(y_rot)[..., :R], heads(y)[..., R:]], -1) → heads(y_rot) (also along the sequence)")
 
 rotary = Pass("rotary", [rotary_on_channels, rejoin_slices, *CANONICAL_RULES], __doc__)

@@ -46,7 +46,15 @@ FAMILIES = {
                                           num_heads=[2, 4], window_size=4), "eager", 4),
     "hf-swinv2-shifted": ("Swinv2Model", dict(image_size=64, patch_size=4, embed_dim=32, depths=[2, 2],
                                               num_heads=[2, 4], window_size=4), "eager", 4),
+    # rotary placed elsewhere (issue 30): ESM scales q before rotating it; DINOv3 rotates the
+    # patch tokens only (a split of the tokens, cls and register tokens left as they are, then
+    # concatenated back) with cos/sin computed at run time from the grid of patch centres
+    "esm-rotary-scaled-q": ("EsmModel", dict(TEXT, position_embedding_type="rotary", pad_token_id=1), "sdpa", LAYERS),
+    "dinov3-rope-patches": ("DINOv3ViTModel", dict(hidden_size=128, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+                                                   intermediate_size=256, image_size=32, patch_size=8,
+                                                   num_register_tokens=2), "sdpa", LAYERS),
 }
+ROPE_ELSEWHERE = ("esm-rotary-scaled-q", "dinov3-rope-patches")
 SOFTMAXES = {"levit-bias-table": 82, "swinv2-cosine": 30, "hf-swin-shifted": 12, "hf-swinv2-shifted": 12}  # per-head softmaxes; the others have HEADS per attention
 
 

@@ -8,7 +8,7 @@ import pytest
 import ane_rewrite
 from ane_rewrite.coreml import mil
 from ane_rewrite.rewrite.graph import aten, is_op, is_static
-from tests.attention_families import FAMILIES, build, example as family_example, softmaxes
+from tests.attention_families import FAMILIES, ROPE_ELSEWHERE, build, example as family_example, softmaxes
 from tests.helpers import count
 
 NOT_YET: dict[str, str] = {}
@@ -73,3 +73,22 @@ def test_weights_shared_across_layers_stay_one_parameter_and_one_constant(tmp_pa
     ane_rewrite.export(fast, example, tmp_path / "m.mlpackage", progress=False)
     weights = sum(f.stat().st_size for f in tmp_path.rglob("weight.bin"))
     assert weights <= 2 * sum(p.numel() for p in model.parameters())  # fp16, each parameter once
+
+
+@pytest.mark.parametrize("name", ROPE_ELSEWHERE)
+def test_rotary_placed_elsewhere_is_turned_on_channels_with_no_more_transposes_than_as_is(name, tmp_path):
+    """ESM (q scaled, then rotated) and DINOv3 (the patch tokens rotated, the prefix tokens not):
+    every rotation on the channels-first projections, its prefix concatenation folded back, and
+    the export — per head, and as the default pipeline leaves it — with no more transposes than
+    the model as is."""
+    model, example, fast = _optimized(name)
+    counts = fast.ane_report.counts()["rotary"]
+    assert counts["rotary_on_channels"] == 2 * FAMILIES[name][3]
+    assert counts.get("rejoin_slices", 0) == (2 * FAMILIES[name][3] if "dinov3" in name else 0)
+    default = ane_rewrite.optimize(model, example)
+    assert count(default, "linear") == 0 and ane_rewrite.verify(model, default, example, draws=1).ok
+    transposes = {}
+    for tag, m in (("as_is", model), ("per_head", fast), ("default", default)):
+        path = ane_rewrite.export(m, example, tmp_path / f"{tag}.mlpackage", progress=False)
+        transposes[tag] = mil.summary(mil.program_ops(path))["transpose"]
+    assert transposes["per_head"] <= transposes["as_is"] and transposes["default"] <= transposes["as_is"], transposes
