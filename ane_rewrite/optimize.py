@@ -24,7 +24,7 @@ def _keep_unlowered_regions(captured: Snapshot, pipeline: Pipeline, gm: GraphMod
     projections marked; the report keeps the first run's reasons."""
     from .passes import declined_attentions, mark_kept, merge_reasons, unlowered_regions
 
-    declined = declined_attentions(report)
+    declined = declined_attentions(report, gm.graph)
     if not declined:
         return report
     keep = unlowered_regions(captured.graph, declined)  # read only: no copy

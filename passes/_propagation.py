@@ -1,8 +1,9 @@
 """Layout propagation: once a linear is a conv on a channels-first tensor, the ops after it
 run on that tensor too, so the layout conversions meet and cancel at the region's borders.
 
-    f(from(y))                              → from(f(y))            f elementwise unary
+    f(from(y))                              → from(f(y))            f elementwise unary (comparisons with a number too)
     g(from(a), from(b))                     → from(g(a, b))         g elementwise binary
+    where(from(c), from(a), t)              → from(where(c, a, to(t)))
     g(from(a), t)                           → from(g(a, to(t)))     t broadcastable, rank padded
     slice(from(y), d, ...)                  → from(slice(y, d', ...))
     cat([from(a), from(b), …], d)           → from(cat([a, b, …], d'))
@@ -38,7 +39,8 @@ UNARY = (
     aten.relu, aten.gelu, aten.silu, aten.sigmoid, aten.tanh, aten.hardswish, aten.hardsigmoid,
     aten.hardtanh, aten.leaky_relu, aten.elu, aten.erf, aten.exp, aten.neg, aten.abs, aten.sqrt,
     aten.rsqrt, aten.clone, aten.alias, aten.clamp, aten.pow.Tensor_Scalar, aten.mul.Scalar,
-    aten.add.Scalar, aten.sub.Scalar, aten.div.Scalar,
+    aten.add.Scalar, aten.sub.Scalar, aten.div.Scalar, aten.expm1, aten.log1p, aten.log, aten.reciprocal,
+    aten.softplus, aten.mish, aten.gt.Scalar, aten.ge.Scalar, aten.lt.Scalar, aten.le.Scalar,
 )
 
 
@@ -96,6 +98,36 @@ def _rewrite_binary(rw, node: Node, m: dict) -> Node:
 
 sink_binary = Rule("sink_binary", BINARY, _match_binary, _rewrite_binary,
                    "g(from(a), from(b)) → from(g(a, b)); g(from(a), t) → from(g(a, to(t)))")
+
+
+def _match_where(node: Node) -> MatchResult:
+    """where(c, a, b) with one operand at least a conversion of the node's shape; the others
+    conversions of the same form, broadcastable tensors of rank ≤ r, or numbers."""
+    found = [match_from(a) if isinstance(a, Node) else None for a in node.args[:3]]
+    forms = {f[1] for a, f in zip(node.args, found) if f is not None and shape(a) == shape(node)}
+    if len(forms) != 1:
+        return MatchResult.skip()
+    r = forms.pop()
+    operands = []
+    for a, f in zip(node.args[:3], found):
+        if not isinstance(a, Node):
+            operands.append(("as is", a))
+        elif f is not None and f[1] == r and shape(a) == shape(node):
+            operands.append(("converted", f[0]))
+        elif rank(a) is not None and rank(a) <= r:
+            operands.append(("to", a))
+        else:
+            return MatchResult.fail(f"operand {a.name} {shape(a)} does not broadcast against {shape(node)}")
+    return MatchResult.ok(operands=operands, r=r)
+
+
+def _rewrite_where(rw, node: Node, m: dict) -> Node:
+    args = [emit_broadcast_to(rw, a, m["r"]) if how == "to" and rank(a) > 0 else a for how, a in m["operands"]]
+    return emit_from(rw, rw.call(aten.where.self, *args), m["r"])
+
+
+sink_where = Rule("sink_where", (aten.where.self,), _match_where, _rewrite_where,
+                  "where(from(c), from(a), t) → from(where(c, a, to(t)))")
 
 
 @requires(from_operand)
@@ -254,6 +286,6 @@ sink_spatial_view = Rule(
 # canonical rules run in the same fixpoint: ``to(from(y))`` cancels through them (permute pairs
 # fold away, squeeze/unsqueeze pairs cancel), no-op views cannot hide a ``from`` from its
 # consumer, and a head split right after a conversion costs one transpose.
-PROPAGATION_RULES = (sink_unary, sink_binary, sink_slice, sink_cat, hoist_cat_slice, sink_select,
+PROPAGATION_RULES = (sink_unary, sink_binary, sink_where, sink_slice, sink_cat, hoist_cat_slice, sink_select,
                      sink_split_view, sink_spatial_view, hoist_merge_view, movement_in_layout,
                      *TOKEN_MAP_RULES, *CANONICAL_RULES)

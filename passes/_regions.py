@@ -9,7 +9,8 @@ operands come from, and those its output feeds — so that a second run of the p
 them as linears (``node.meta["ane_keep"]``: layout declines them with that reason). The rest
 of the model (feed-forward blocks, norms) is still rewritten. An attention left batched
 because its per-head form would not pay (a decline of kind ``COST``, ``_attention_cost``)
-keeps its converted projections: that region was measured as it is.
+keeps its converted projections when ``batched_heads`` reads its heads as they lie (no copy of
+its own); when that pass declines it too, it is kept as captured like any declined attention.
 """
 from __future__ import annotations
 
@@ -40,11 +41,15 @@ def _linears(node: Node, upward: bool) -> list[Node]:
     return found
 
 
-def declined_attentions(report) -> dict[str, str]:
-    """{anchor node name: reasons} of the attentions the attention pass declined, less those
-    left batched because lowering them would not pay (they keep their converted projections)."""
+def declined_attentions(report, rewritten: Graph | None = None) -> dict[str, str]:
+    """{anchor node name: reasons} of the attentions the attention pass declined — less those left
+    batched because lowering them would not pay, which keep their converted projections when
+    ``batched_heads`` read their heads as they lie (their anchor is gone from ``rewritten``, the
+    graph after the pipeline). One that pass declined or left as it was is kept as captured, as a
+    declined attention is: its converted projections would only add copies around it."""
     reasons: dict[str, list[str]] = {}
     paid = set()  # declined because they would not pay
+    unread: dict[str, str] = {}  # … and batched_heads did not read their heads either
     for r in report.results:
         if r.name == "attention":
             for d in r.declined:
@@ -52,7 +57,16 @@ def declined_attentions(report) -> dict[str, str]:
                     reasons.setdefault(d.node, []).append(d.reason)
                     if d.kind == COST:
                         paid.add(d.node)
-    return {node: "; ".join(why) for node, why in reasons.items() if node not in paid}
+        elif r.name == "batched_heads":
+            for d in r.declined:
+                unread.setdefault(d.node, d.reason)
+    left = {n.name for n in rewritten.nodes} if rewritten is not None else set()
+    for node in paid - set(unread):
+        if node in left:
+            unread[node] = "no rule reads its heads"
+    return {node: "; ".join(why + ([f"left batched, its heads not read as they lie: {unread[node]}"]
+                                   if node in unread else []))
+            for node, why in reasons.items() if node not in paid or node in unread}
 
 
 def unlowered_regions(captured: Graph, declined: dict[str, str]) -> dict[str, str]:
