@@ -297,36 +297,3 @@ def test_the_checker_inverts_a_layout_with_the_steps_the_pass_emits(r):
                4: lambda t: t.permute(0, 3, 1, 2)}[r]
     assert torch.equal(channels_last(forward(x), r), x)
 
-
-def _xielu(x):
-    """Apertus' xIELU: a branch on the sign, expm1 on one side, learned scalars (here numbers and
-    a (1, 1, 1) tensor)."""
-    alpha = torch.full((1, 1, 1), 0.8)
-    return torch.where(x > 0, alpha * x * x + 0.5 * x, torch.expm1(torch.clamp(x, max=0.0)) * 0.8 - 0.5 * x)
-
-
-def test_a_branch_on_the_sign_and_expm1_stay_channels_first():
-    """linear ─ where(x > 0, f(x), g(expm1(x))) ─ linear: one region, no conversion inside."""
-    module, example = Chain(16, 32, 8, act=_xielu).eval(), (torch.randn(2, 7, 16),)
-    gm, result = _run(module, example)
-    assert result.counts["sink_where"] == 1 and count(gm, "linear") == 0
-    moves = [n for n in gm.graph.nodes if n.op == "call_function" and n.target is torch.ops.aten.permute.default
-             and n.meta["val"].numel() > 1]  # (the (1, 1, 1) scalar's permute moves nothing)
-    assert len(moves) == 2, [n.name for n in moves]  # the conversion in, and the one out
-    _close(gm, module, example)
-
-
-def test_a_where_of_higher_rank_than_its_converted_operand_is_left_as_it_is():
-    class Odd(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.a = nn.Linear(16, 16)
-
-        def forward(self, x, big):
-            y = self.a(x)
-            return torch.where(y > 0, y, big).sum(-1)  # big: (2, 2, 7, 16), of higher rank
-
-    module, example = Odd().eval(), (torch.randn(2, 7, 16), torch.randn(2, 2, 7, 16))
-    gm, result = _run(module, example)
-    assert count(gm, "where") == 1
-    _close(gm, module, example)

@@ -116,3 +116,28 @@ def test_pixels_as_a_sequence_stay_channels_first():
     assert result.counts()["layout"]["sink_spatial_view"] >= 1
     assert count(gm, "permute") == 0 and count(gm, "layer_norm") == 0  # a channel norm, no transposes
     _close(gm, module, example)
+
+
+def test_a_branch_on_the_sign_and_expm1_stay_channels_first():
+    """linear ─ where(x > 0, f(x), g(expm1(x))) ─ linear (Apertus' xIELU, its learned scalars a
+    number and a (1, 1, 1) tensor): one region, no conversion inside."""
+    class XIelu(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.alpha = nn.Linear(16, 32), nn.Linear(32, 8), nn.Parameter(torch.full((1, 1, 1), 0.8))
+
+        def forward(self, x):
+            y = self.a(x)
+            y = torch.where(y > 0, self.alpha * y * y + 0.5 * y, torch.expm1(y.clamp(max=0.0)) * 0.8 - 0.5 * y)
+            return self.b(y)
+
+    module, example = XIelu().eval(), (torch.randn(2, 7, 16),)
+    gm = captured(module, example)
+    CONVERT_ONLY(gm)
+    result = PROPAGATE(gm)
+    assert result.counts["sink_where"] == 1 and result.counts["sink_unary"] >= 2
+    moves = [n for n in gm.graph.nodes if n.op == "call_function" and n.target is torch.ops.aten.permute.default
+             and n.meta["val"].numel() > 1]  # (the (1, 1, 1) scalar's permute moves nothing)
+    assert len(moves) == 2, [n.name for n in moves]  # the conversion in, and the one out
+    torch.testing.assert_close(outputs(gm, example), module(*example), rtol=1e-5, atol=1e-5)
+    assert not PROPAGATE(gm).changed
