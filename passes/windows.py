@@ -1,4 +1,5 @@
-"""Windows: permutes of rank ≥ 5 (window/grid partition and reverse) as transposes of rank ≤ 4.
+"""Windows: permutes of rank ≥ 5 (window/grid partition and reverse) as transposes of rank ≤ 4, and the
+ops that read them at rank ≥ 5 on rank-≤4 views.
 
     permute(x_A0…An, p)       (n ≥ 5, e.g. Swin's (B, H/w, w, W/w, w, C) → (0, 1, 3, 2, 4, 5))
         → a few steps  reshape(t, [pre, X, Y, post]) → permute([0, 2, 1, 3])
@@ -12,6 +13,10 @@ grid partition two, a fused qkv split (B, S, 3, H, d) → (3, B, H, d, S) at bat
 window size, layout or model is assumed. With cleanup's rules in the same fixpoint, the rank-6
 views around the permute fold into the new reshapes and a ``clone`` (a contiguity copy, no
 change of value) between them is dropped, so no rank > 4 tensor is left on the chain.
+
+The ops that read a partition while its axes are still split (Twins' qkv linear on the
+(B, h, w, ws, ws, C) windows, its unbind of a rank-6 fused split, an sdpa over (B, G, H, S, d),
+Hiera's query pooling ``amax`` at rank 6) run on a rank-≤4 view of it (``_rank_views``).
 
 Shifted windows roll the feature map: coremltools converts ``roll`` into ``gather`` ops (two per
 rolled axis), which the ANE placement rules send to the CPU. A roll by s along an axis of size n
@@ -27,6 +32,7 @@ from ane_rewrite.rewrite.graph import aten, shape
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._low_rank import low_rank_permute
+from ._rank_views import RANK_VIEW_RULES
 from .cleanup import CANONICAL_RULES, drop_clone
 
 
@@ -53,4 +59,4 @@ def _rewrite_roll(rw, node: Node, m: dict) -> Node:
 roll_as_slices = Rule("roll_as_slices", (aten.roll,), _match_roll, _rewrite_roll,
                       "roll(x, s, d) → cat([x[d: n−s:], x[d: :n−s]], d)")
 
-windows = Pass("windows", [low_rank_permute, roll_as_slices, drop_clone, *CANONICAL_RULES], __doc__)
+windows = Pass("windows", [low_rank_permute, *RANK_VIEW_RULES, roll_as_slices, drop_clone, *CANONICAL_RULES], __doc__)
