@@ -18,10 +18,14 @@ meet the reshapes around them and fold (``fold_view_chain``), so no rank > 4 is 
     sdpa(q_B…HLE, k, v)                  → reshape(sdpa(view(q, [∏B…, H, L, E]), …))
         (batch axes of q, k, v equal; a mask broadcast over them, or with the same ones)
     squeeze / unsqueeze at rank ≥ 5      → reshape
+    cat / constant_pad_nd at rank ≥ 5    → on a view merging the axes it leaves alone
+    einsum('...qhd,...khd->...hqk')      → its '...' axes merged into one (LongT5's local blocks;
+                                           coremltools fails on it at rank 5)
+    f(a, b, …) elementwise at rank ≥ 5   → f on views merging the runs of axes every operand
+                                           broadcasts alike (in ``cleanup``, after attention)
 
-The last axis is never merged (a reshape that keeps it moves no data on the ANE). Generic over
-the chain: no window size or model is assumed; an sdpa whose q, k and v have other batch axes
-(grouped-query heads) or whose mask batches differently is declined with the reason.
+The last axis is never merged (a reshape that keeps it moves no data on the ANE). No window size or
+model is assumed; an sdpa whose q, k, v batch otherwise (grouped-query heads) is declined, with why.
 """
 from __future__ import annotations
 
@@ -54,9 +58,7 @@ def _around(sizes: tuple, first: int, last: int) -> list[int]:
 def _view(rw, x: Node, sizes: list[int]) -> Node:
     return x if list(shape(x)) == list(sizes) else rw.call(aten.reshape.default, x, list(sizes))
 
-
 # slice / select -------------------------------------------------------------------------------
-
 def _outer_axis(src: tuple, sizes: tuple, d: int) -> tuple[int, int] | None:
     """(k, m) when axis d of ``sizes`` (a reshape of ``src``) is the outer part of axis k of src,
     its entries m positions of src's axis k apart; None otherwise."""
@@ -96,7 +98,6 @@ def _rewrite_slice(rw, node: Node, m: dict) -> Node:
 
 
 # reductions over one axis or adjacent axes ----------------------------------------------------
-
 def _match_reduction(node: Node) -> MatchResult:
     x = node.args[0]
     if not _high(x):
@@ -118,7 +119,6 @@ def _rewrite_reduction(rw, node: Node, m: dict) -> Node:
 
 
 # linear, sdpa, squeeze ------------------------------------------------------------------------
-
 def _match_linear(node: Node) -> MatchResult:
     x = node.args[0]
     if not _high(x):
@@ -179,6 +179,103 @@ def _rewrite_squeeze(rw, node: Node, m: dict) -> Node:
     return rw.call(aten.reshape.default, m["x"], list(shape(node)))
 
 
+# elementwise ops, cat, pad, einsum over batch axes -------------------------------------------------
+ELEMENTWISE = (aten.add, aten.sub, aten.mul, aten.div, aten.where, aten.gt, aten.lt, aten.ge, aten.le, aten.eq,
+               aten.ne, aten.neg, aten.exp, aten.tanh, aten.sigmoid, aten.gelu, aten.relu, aten.silu, aten.rsqrt,
+               aten.sqrt, aten.pow, aten._to_copy, aten.logical_and, aten.logical_or, aten.logical_not)
+
+
+def _groups(out: tuple, operands: list[tuple], fixed: set[int] = frozenset()) -> list[list[int]]:
+    """Runs of adjacent axes that every operand holds alike (all broadcast or all whole) and that
+    no op-specific axis (``fixed``) is in: each run is one axis of the view."""
+    def pattern(a):
+        return tuple(s[a - (len(out) - len(s))] == 1 if a >= len(out) - len(s) else True for s in operands)
+    runs: list[list[int]] = []
+    for a in range(len(out)):
+        if runs and a not in fixed and runs[-1][-1] not in fixed and (
+                out[a] == 1 or pattern(a) == pattern(runs[-1][-1]) or all(out[b] == 1 for b in runs[-1])):
+            runs[-1].append(a)
+        else:
+            runs.append([a])
+    return runs
+
+
+def _operand_view(s: tuple, out: tuple, runs: list[list[int]]) -> list[int]:  # runs of out → s
+    full = (1,) * (len(out) - len(s)) + tuple(s)
+    return [math.prod(full[a] for a in run) for run in runs]
+
+
+def _match_elementwise(node: Node) -> MatchResult:
+    if not _high(node):
+        return MatchResult.skip()
+    out = shape(node)
+    tensors = [a for a in node.args if isinstance(a, Node) and shape(a) is not None]
+    runs = _groups(out, [shape(t) for t in tensors])
+    if len(runs) > NATIVE_RANK:
+        return MatchResult.fail(f"{node.name} {out}: its operands broadcast over {len(runs)} runs of axes")
+    return MatchResult.ok(views={t: _operand_view(shape(t), out, runs) for t in tensors})
+
+
+def _rewrite_elementwise(rw, node: Node, m: dict) -> Node:
+    args = [_view(rw, a, m["views"][a]) if a in m["views"] else a for a in node.args]
+    return rw.call(aten.reshape.default, rw.call(node.target, *args, **node.kwargs), list(shape(node)))
+
+
+def _match_cat_pad(node: Node) -> MatchResult:
+    if not _high(node):
+        return MatchResult.skip()
+    out = shape(node)
+    if is_op(node, aten.cat):
+        fixed = {normalize_dim(arg(node, 1, "dim", 0), len(out))}
+        parts = list(node.args[0])
+    else:
+        pads = list(node.args[1])
+        fixed = {len(out) - 1 - i // 2 for i, p in enumerate(pads) if p}
+        parts = [node.args[0]]
+    runs = _groups(out, [out], fixed)
+    if len(runs) > NATIVE_RANK:
+        return MatchResult.fail(f"{node.name} {out} changes axes {sorted(fixed)}: no rank-≤4 view keeps them apart")
+    return MatchResult.ok(parts=parts, runs=runs)
+
+
+def _rewrite_cat_pad(rw, node: Node, m: dict) -> Node:
+    runs = m["runs"]
+    views = [_view(rw, p, [math.prod(shape(p)[a] for a in run) for run in runs]) for p in m["parts"]]
+    if is_op(node, aten.cat):
+        dim = next(i for i, run in enumerate(runs) if normalize_dim(arg(node, 1, "dim", 0), len(shape(node))) in run)
+        out = rw.call(node.target, views, dim)
+    else:
+        rank, pads = len(shape(node)), list(node.args[1])
+        new = []
+        for i in range(len(runs) - 1, -1, -1):  # innermost axis first, as constant_pad_nd reads them
+            a = runs[i][0]
+            k = 2 * (rank - 1 - a)
+            new += pads[k:k + 2] if k < len(pads) else [0, 0]
+        out = rw.call(node.target, views[0], new, *node.args[2:], **node.kwargs)
+    return rw.call(aten.reshape.default, out, list(shape(node)))
+
+
+def _match_einsum(node: Node) -> MatchResult:
+    eq, ops = node.args[0].replace(" ", ""), list(node.args[1])
+    if not _high(node) and not any(_high(o) for o in ops):
+        return MatchResult.skip()
+    ins, out = eq.split("->") if "->" in eq else (eq, None)
+    terms = ins.split(",")
+    if out is None or not all(t.startswith("...") for t in terms + [out]):
+        return MatchResult.fail(f"{node.name} '{eq}': only batch axes written as a leading '...' are merged")
+    lead = [shape(o)[:len(shape(o)) - len(t) + 3] for o, t in zip(ops, terms)]
+    if any(tuple(x) != tuple(lead[0]) for x in lead) or not lead[0]:
+        return MatchResult.fail(f"{node.name} '{eq}': its operands' batch axes differ {lead}")
+    free = next(c for c in "zyxwvutsrqponmlkjihgfedcba" if c not in eq)
+    return MatchResult.ok(ops=ops, lead=math.prod(lead[0]), eq=eq.replace("...", free))
+
+
+def _rewrite_einsum(rw, node: Node, m: dict) -> Node:
+    ops = [_view(rw, o, [m["lead"], *shape(o)[len(shape(o)) - len(t) + 3:]])
+           for o, t in zip(m["ops"], node.args[0].replace(" ", "").split("->")[0].split(","))]
+    return rw.call(aten.reshape.default, rw.call(node.target, m["eq"], ops), list(shape(node)))
+
+
 low_rank_slice = Rule("low_rank_slice", (aten.slice.Tensor, aten.select.int), _match_slice, _rewrite_slice,
                       "slice / select at rank ≥ 5 → on its rank-≤4 source, or on a rank-≤4 view")
 low_rank_reduction = Rule("low_rank_reduction", REDUCTIONS, _match_reduction, _rewrite_reduction,
@@ -189,4 +286,14 @@ low_rank_sdpa = Rule("low_rank_sdpa", (aten.scaled_dot_product_attention,), _mat
                      "sdpa of rank ≥ 5 → sdpa of its batch axes merged (rank 4)")
 low_rank_squeeze = Rule("low_rank_squeeze", (aten.squeeze, aten.unsqueeze), _match_squeeze, _rewrite_squeeze,
                         "squeeze / unsqueeze at rank ≥ 5 → reshape")
-RANK_VIEW_RULES = [low_rank_slice, low_rank_reduction, low_rank_linear, low_rank_sdpa, low_rank_squeeze]
+low_rank_elementwise = Rule("low_rank_elementwise", ELEMENTWISE, _match_elementwise, _rewrite_elementwise,
+                            "elementwise f at rank ≥ 5 → f on views merging axes its operands broadcast alike")
+low_rank_cat_pad = Rule("low_rank_cat_pad", (aten.cat, aten.constant_pad_nd), _match_cat_pad, _rewrite_cat_pad,
+                        "cat / constant_pad_nd at rank ≥ 5 → on a view merging the axes it leaves alone")
+low_rank_einsum = Rule("low_rank_einsum", (aten.einsum,), _match_einsum, _rewrite_einsum,
+                       "einsum('...ab,...cd->...ef') at rank ≥ 5 → its '...' axes merged into one")
+RANK_VIEW_RULES = [low_rank_slice, low_rank_reduction, low_rank_linear, low_rank_sdpa, low_rank_squeeze,
+                   low_rank_cat_pad, low_rank_einsum]
+# in cleanup, after attention: the attention pass reads a mask added in a rank-5 regrouped view of
+# the logits (Swin's shift mask) as it is written
+LATE_RANK_VIEW_RULES = [low_rank_elementwise]

@@ -19,6 +19,7 @@
     f(a, b, …) twice           → once               pure ATen calls with equal arguments
     permute of rank ≥ 5        → rank-≤4 block swaps (``_low_rank``, ``windows``' rule, for those
                                  later passes leave: a fused split at one token)
+    f(a, b, …) at rank ≥ 5     → f on rank-≤4 views (``_rank_views``: LongT5's local-block masks)
     select / expand at rank 5  → the same at rank ≤ 4, axes of size 1 left out (``_unit_axes``:
                                  Falcon's k/v split and GPT-J's rotary table at one token)
 
@@ -39,6 +40,7 @@ from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._broadcast_permute import permute_into_broadcasts
 from ._low_rank import low_rank_permute
+from ._rank_views import LATE_RANK_VIEW_RULES
 from ._unit_axes import unit_axes_expand, unit_axes_select
 from ._layouts import normalize_dims_ordered, squeezed_dims
 
@@ -261,4 +263,4 @@ CANONICAL_RULES = (fold_permute_chain, drop_identity_permute, cancel_unsqueeze_s
                    drop_noop_pad, drop_empty_cat_parts, index_as_slice)
 
 cleanup = Pass("cleanup", [*CANONICAL_RULES, drop_clone, low_rank_permute, unit_axes_select, unit_axes_expand,
-                           permute_into_broadcasts, dedupe], __doc__)
+                           permute_into_broadcasts, *LATE_RANK_VIEW_RULES, dedupe], __doc__)

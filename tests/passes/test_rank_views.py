@@ -15,13 +15,14 @@ from torch import nn
 
 import ane_rewrite
 from ane_rewrite.coreml import mil
+from ane_rewrite.passes import cleanup
 from ane_rewrite.passes.windows import windows
 from tests.helpers import captured, outputs
 
 
 def _max_rank(gm) -> int:
     return max((n.meta["val"].dim() for n in gm.graph.nodes
-                if n.op in ("call_function", "placeholder") and isinstance(n.meta.get("val"), torch.Tensor)),
+                if n.op == "call_function" and isinstance(n.meta.get("val"), torch.Tensor)),
                default=0)
 
 
@@ -156,4 +157,64 @@ def test_hiera_converts_after_optimize():
     fast = ane_rewrite.optimize(model)
     assert _max_rank(fast) <= 4
     assert fast.ane_report.counts()["windows"]["low_rank_reduction"] == 3
+    _exported_at_rank_4(model, fast)
+
+
+class LocalBlocks(nn.Module):
+    """LongT5's local attention: blocks of r tokens, each attending to itself and its two
+    neighbours (padded with zero blocks), over (B, blocks, r, H, d) with '...' einsums."""
+
+    def __init__(self, r):
+        super().__init__()
+        self.r = r
+
+    def forward(self, q, k, bias):  # (B, S, H, d), (B, S, H, d), (H, r, 3r)
+        b, s, h, d = q.shape
+        q, k = (t.reshape(b, s // self.r, self.r, h, d) for t in (q, k))
+        k = nn.functional.pad(k, (0, 0, 0, 0, 0, 0, 1, 1))
+        k = torch.cat([k[:, i:i + s // self.r] for i in range(3)], dim=2)         # (B, n, 3r, H, d)
+        logits = torch.einsum("...qhd,...khd->...hqk", q, k) + bias
+        return torch.einsum("...hqk,...khd->...qhd", logits.softmax(-1), k).reshape(b, s, h * d)
+
+
+@settings(max_examples=8, deadline=None)
+@given(b=st.integers(1, 2), n=st.integers(1, 4), r=st.integers(1, 4), h=st.integers(1, 3), d=st.integers(1, 6))
+def test_local_blocks_with_neighbours_run_at_rank_4(b, n, r, h, d):
+    example = (torch.randn(b, n * r, h, d), torch.randn(b, n * r, h, d), torch.randn(h, r, 3 * r))
+    gm = captured(LocalBlocks(r).eval(), example)
+    result = windows(gm)
+    assert result.counts["low_rank_einsum"] == 2 and result.counts["low_rank_cat_pad"] >= 2
+    late = cleanup(gm)
+    assert late.counts["low_rank_elementwise"] >= 1 and _max_rank(gm) <= 4
+    torch.testing.assert_close(outputs(gm, example), LocalBlocks(r)(*example), rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=10, deadline=None)
+@given(sizes=st.lists(st.integers(1, 3), min_size=5, max_size=6), data=st.data())
+def test_broadcast_elementwise_at_rank_5_is_equal_or_declined(sizes, data):
+    other = [1 if data.draw(st.booleans()) else s for s in sizes]
+
+    class Add(nn.Module):
+        def forward(self, a, c):
+            return (a * 2) + c
+
+    example = (torch.randn(sizes), torch.randn(other))
+    gm = captured(Add().eval(), example)
+    result = cleanup(gm)
+    torch.testing.assert_close(outputs(gm, example), Add()(*example))
+    computed = [n for n in gm.graph.nodes if n.op == "call_function" and n.target != torch.ops.aten.reshape.default]
+    assert all(n.meta["val"].dim() <= 4 for n in computed) or any(  # the rank-5 inputs and output are views
+        d.rule == "low_rank_elementwise" for d in result.declined)
+
+
+def test_long_t5_local_attention_converts_after_optimize():
+    """LongT5's encoder (local attention) as it is fails in coremltools' rank-5 einsum."""
+    import transformers
+
+    cfg = transformers.LongT5Config(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4, local_radius=4,
+                                    encoder_attention_type="local")
+    model = transformers.LongT5Model(cfg).eval()
+    fast = ane_rewrite.optimize(model, seq_len=32)
+    assert _max_rank(fast) <= 4
+    assert fast.ane_report.counts()["windows"]["low_rank_einsum"] == 4
     _exported_at_rank_4(model, fast)
