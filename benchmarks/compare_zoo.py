@@ -25,30 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from zoo_decisions import decisions_changed  # noqa: E402
 from zoo_plots import plot  # noqa: E402
+from zoo_specs import FAMILIES, hf_spec as _hf, timm_spec as _timm  # noqa: E402
 
 CHIP = "A15"
-
-
-def _hf(cls_name: str, seq: int, attn: str | None = None, **config):
-    def build():
-        import transformers
-
-        cls = getattr(transformers, cls_name)
-        cfg = cls.config_class(**config)
-        if cls_name.endswith("ForSequenceClassification"):
-            cfg.num_labels = 2
-        if attn is not None:  # the implementation the family's logit steps need (Gemma 2: eager)
-            cfg._attn_implementation = attn
-        return cls(cfg).eval()
-    return {"family": "transformers", "build": build, "seq": seq}
-
-
-def _timm(name: str, **kwargs):
-    def build():
-        import timm
-
-        return timm.create_model(name, pretrained=False, **kwargs).eval()
-    return {"family": "timm", "build": build, "seq": None}
 
 
 ZOO = {
@@ -247,7 +226,11 @@ def _fmt(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", choices=list(ZOO), default=list(ZOO))
+    parser.add_argument("--models", nargs="+", choices=list(ZOO) + list(FAMILIES),
+                        help="default: the zoo (--set zoo) or the later families (--set families)")
+    parser.add_argument("--set", choices=("zoo", "families"), default="zoo",
+                        help="families: mixture of experts, rope encoders, gated relative bias, rank-6 "
+                             "windows and local attention at a realistic width (benchmarks/zoo_specs.py)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--runs", type=int, default=5, help="timed CPU runs per model and side (median)")
     parser.add_argument("--no-execute", action="store_true", help="rewrite, export and estimate only: no CPU "
@@ -255,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--previous", help="the results.json whose decisions this run is compared with "
                                            "(default: the one in --out)")
     args = parser.parse_args(argv)
+    specs = {**ZOO, **FAMILIES}
+    full = list(ZOO if args.set == "zoo" else FAMILIES)
+    args.models = args.models or full
     warnings.filterwarnings("ignore")
     import logging
 
@@ -272,9 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         for name in bar:
             bar.set_postfix_str(name)
             try:
-                rows.append(run_one(name, ZOO[name], Path(tmp), args.runs, execute=not args.no_execute))
+                rows.append(run_one(name, specs[name], Path(tmp), args.runs, execute=not args.no_execute))
             except Exception as exc:  # noqa: BLE001 - recorded in the results, with the cause
-                rows.append({"model": name, "family": ZOO[name]["family"], "error": f"{type(exc).__name__}: {exc}",
+                rows.append({"model": name, "family": specs[name]["family"], "error": f"{type(exc).__name__}: {exc}",
                              "traceback": traceback.format_exc()[-2000:]})
     total = time.perf_counter() - start
     meta = {"command": "python benchmarks/compare_zoo.py " + " ".join(argv or []), "total_s": round(total, 1),
@@ -282,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__, "estimate_chip": CHIP,
             "note": "est. = analytic estimate (ane_rewrite/cost.py), not a device measurement"}
     (out / "results.json").write_text(json.dumps({"meta": meta, "models": rows}, indent=2) + "\n")
-    changed = decisions_changed(rows, previous) if len(rows) == len(ZOO) else []
+    changed = decisions_changed(rows, previous) if args.models == full else []
     (out / "results.md").write_text(f"# Zoo: baseline vs rewritten\n\n`{meta['command'].strip()}` "
                                     f"({meta['machine']}; {total / 60:.1f} min)\n\n" + _fmt(rows)
                                     + "\n## Decisions that changed against the previous run\n\n"
