@@ -28,6 +28,9 @@ PAGES = [
      "exported and estimated. The decoders' estimated gain is their 32000-way LM head, which runs "
      "off the ANE as is and on it rewritten; no scored device measurement checks that, so it is "
      "not claimed."),
+    ("benchmarks/results/diffusion/results.md", "Diffusion at realistic widths",
+     "An SD-1.5 UNet at its real widths and an SD3-medium-width DiT with fewer layers (random weights), "
+     "as is and rewritten, beside the op mix of apple/ml-stable-diffusion's published SPLIT_EINSUM_V2 UNet."),
     ("benchmarks/results/generated_architectures.md", "Generated architectures",
      "Architectures drawn by the property-based strategies of `tests/generated/`, each optimized in "
      "safe mode with every attention lowered and verified over five draws; a rollback counts as a "
