@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from zoo_decisions import decisions_changed  # noqa: E402
 from zoo_plots import plot  # noqa: E402
+from zoo_table import table  # noqa: E402
 from zoo_specs import FAMILIES, hf_spec as _hf, timm_spec as _timm  # noqa: E402
 
 CHIP = "A15"
@@ -153,75 +154,33 @@ def run_one(name: str, spec: dict, workdir: Path, runs: int, execute: bool = Tru
     row["psnr_db"], row["equivalent"] = round(report.psnr, 1), report.ok
     for side, m in (("baseline", model), ("rewritten", fast)):
         t = time.perf_counter()
-        ml = ane_rewrite.export(m, example, workdir / f"{name}_{side}.mlpackage", progress=False, overwrite=True)
+        try:
+            ml = ane_rewrite.export(m, example, workdir / f"{name}_{side}.mlpackage", progress=False, overwrite=True)
+        except ane_rewrite.ExportError as exc:  # the model as is: coremltools cannot convert it (rank 6, …)
+            if side == "rewritten":
+                raise
+            row["baseline_not_convertible"] = str(exc)[:400]
+            continue
         row[f"export_{side}_s"] = round(time.perf_counter() - t, 2)
         row[side] = _side(ane_rewrite.analyze(ml))
         row[side]["cpu_ms"] = round(cpu_latency_ms(m, example, runs), 2) if execute else None
-    b, r = row["baseline"]["estimates"][CHIP]["latency_ms"], row["rewritten"]["estimates"][CHIP]["latency_ms"]
-    row["est_speedup"] = round(b / r, 2)
+    sides = ("rewritten",) if "baseline_not_convertible" in row else ("baseline", "rewritten")
+    if len(sides) == 2:
+        b, r = row["baseline"]["estimates"][CHIP]["latency_ms"], row["rewritten"]["estimates"][CHIP]["latency_ms"]
+        row["est_speedup"] = round(b / r, 2)
     if not execute:
         return row
     from ane_rewrite.compare import execute_packages, shipped_ok
 
     t = time.perf_counter()
     executed = execute_packages(model, fast, example, {side: workdir / f"{name}_{side}.mlpackage"
-                                                       for side in ("baseline", "rewritten")}, hazards=False)
+                                                       for side in sides}, hazards=False)
     row["executed_s"] = round(time.perf_counter() - t, 1)
-    row["shipped_ok"] = shipped_ok(executed)  # the command line's verdict on the rewritten package
+    row["shipped_ok"] = shipped_ok(executed) if len(sides) == 2 else executed["rewritten"]["fp32"].ok
     for side, reports in executed.items():
         row[side]["executed"] = {p: round(r.psnr, 1) for p, r in reports.items()}
         row[side]["executed_draws"], row[side]["executed_divergence"] = reports["fp32"].draws, reports["fp32"].divergence
     return row
-
-
-def _fp16_gap(row: dict) -> float:
-    return row["rewritten"]["executed"]["fp16"] - row["baseline"]["executed"]["fp16"]
-
-
-def _fmt(rows: list[dict]) -> str:
-    from ane_rewrite import cost
-
-    ok = [r for r in rows if "error" not in r]
-    speedups = sorted(r["est_speedup"] for r in ok)
-    lines = []
-    if ok:
-        lines.append(f"**Headline** ({len(ok)}/{len(rows)} models rewritten, verified and exported): estimated "
-                     f"{CHIP} ANE latency, baseline ÷ rewritten: median {statistics.median(speedups):.2f}×, "
-                     f"range {speedups[0]:.2f}×–{speedups[-1]:.2f}×; `linear` ops left "
-                     f"{sum(r['rewritten']['linear'] for r in ok)} (baseline "
-                     f"{sum(r['baseline']['linear'] for r in ok)}); all equivalent: "
-                     f"{all(r['equivalent'] for r in ok)} (min PSNR {min(r['psnr_db'] for r in ok):.1f} dB); passes rolled "
-                     f"back by safe mode: {sum(len(r.get('rolled_back', [])) for r in ok)}. "
-                     f"Estimates are analytic (ane_rewrite/cost.py), not device measurements: each latency "
-                     f"{cost.band_text()}, so a speed-up is a gain only above {1 + cost.BAND:.2f}×: "
-                     f"{sum(cost.is_gain(x) for x in speedups)}/{len(ok)} rows are; "
-                     f"{sum(cost.is_gain(1 / x) for x in speedups)} slower beyond the band.\n")
-    if ok and all("executed" in r["rewritten"] for r in ok):
-        lines.append(f"**Executed packages** (ane_rewrite.runtime, against PyTorch): rewritten fp32 min "
-                     f"{min(r['rewritten']['executed']['fp32'] for r in ok):.1f} dB (bar 60); rewritten fp16 − baseline "
-                     f"fp16: min {min(_fp16_gap(r) for r in ok):+.1f} dB, "
-                     f"{sum(r['shipped_ok'] for r in ok)}/{len(ok)} rows meet the "
-                     "command line's bars (fp32 ≥ 60 dB, fp16 within −1 dB; ane_rewrite/compare.py).\n")
-    head = ("| model | family | params (M) | PSNR dB | ops base → new | linear base → new | transposes base → new "
-            f"| est. {CHIP} ms base / new (×; ±band held-out) | of which on the ANE, ms | est. peak MiB base / new | CPU ms base / new "
-            "| optimize s | export s base / new | executed fp32 dB base / new | executed fp16 dB base / new |")
-    lines += [head, "|" + "---|" * (head.count("|") - 1)]
-    for r in rows:
-        if "error" in r:
-            lines.append(f"| {r['model']} | {r['family']} | – | failed: {r['error'][:80]} |" + " |" * 11)
-            continue
-        b, n = r["baseline"], r["rewritten"]
-        eb, en = b["estimates"][CHIP], n["estimates"][CHIP]
-        lines.append(
-            f"| {r['model']} | {r['family']} | {r['params_m']} | {r['psnr_db']} | {b['ops']} → {n['ops']} "
-            f"| {b['linear']} → {n['linear']} | {b['transpose']} → {n['transpose']} "
-            f"| {eb['latency_ms']:.2f} / {en['latency_ms']:.2f} ({cost.speedup_text(eb['latency_ms'], en['latency_ms'])}) "
-            f"| {eb['ane_ms']:.2f} / {en['ane_ms']:.2f} "
-            f"| {eb['peak_memory_mib']:.0f} / {en['peak_memory_mib']:.0f} | {b['cpu_ms'] or 0:.1f} / {n['cpu_ms'] or 0:.1f} "
-            f"| {r['optimize_s']:.1f} | {r['export_baseline_s']:.1f} / {r['export_rewritten_s']:.1f} "
-            + (f"| {b['executed']['fp32']:.1f} / {n['executed']['fp32']:.1f} "
-               f"| {b['executed']['fp16']:.1f} / {n['executed']['fp16']:.1f} |" if "executed" in n else "| – | – |"))
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,11 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.json").write_text(json.dumps({"meta": meta, "models": rows}, indent=2) + "\n")
     changed = decisions_changed(rows, previous) if args.models == full else []
     (out / "results.md").write_text(f"# Zoo: baseline vs rewritten\n\n`{meta['command'].strip()}` "
-                                    f"({meta['machine']}; {total / 60:.1f} min)\n\n" + _fmt(rows)
+                                    f"({meta['machine']}; {total / 60:.1f} min)\n\n" + table(rows, CHIP)
                                     + "\n## Decisions that changed against the previous run\n\n"
                                     + ("\n".join(changed) or "none") + "\n")
     plots = plot(rows, out, CHIP)
-    print(_fmt(rows))
+    print(table(rows, CHIP))
     print(f"wrote {out / 'results.json'}, {out / 'results.md'}, " + ", ".join(str(p) for p in plots)
           + f" in {total / 60:.1f} min")
     return 0 if all("error" not in r for r in rows) else 1

@@ -10,7 +10,7 @@ def plot(rows: list[dict], out: Path, chip: str) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in rows if "error" not in r]
+    ok = [r for r in rows if "error" not in r and "baseline" in r]  # (a model as is may not convert)
     names = [r["model"] for r in ok]
     paths = []
     for key, title, fname in (
