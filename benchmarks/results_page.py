@@ -28,6 +28,11 @@ PAGES = [
      "exported and estimated. The decoders' estimated gain is their 32000-way LM head, which runs "
      "off the ANE as is and on it rewritten; no scored device measurement checks that, so it is "
      "not claimed."),
+    ("benchmarks/results/families/results.md", "Later families at a realistic width",
+     "`python benchmarks/compare_zoo.py --set families`: mixture of experts (its baseline transformers' "
+     "static batched_mm form, whose gathered expert weights the estimate prices: its speed-up is not a "
+     "claim), rope encoders (ESM, DINOv3), gated relative bias (WavLM), xIELU (Apertus), and the "
+     "rank-6 partitions and local attention coremltools cannot convert as they are (Twins, Hiera, LongT5)."),
     ("benchmarks/results/diffusion/results.md", "Diffusion at realistic widths",
      "An SD-1.5 UNet at its real widths and an SD3-medium-width DiT with fewer layers (random weights), "
      "as is and rewritten, beside the op mix of apple/ml-stable-diffusion's published SPLIT_EINSUM_V2 UNet."),
