@@ -125,8 +125,10 @@ def _gated(self, x_1TH: torch.Tensor, tokens: int, experts: int) -> tuple[torch.
 
     transformers' default gate (``act(gate) · up`` over the two halves of each expert's rows) is
     two projections whose rows are every expert's gate half and every expert's up half: no axis
-    is split. Another gate (GPT-OSS interleaves its rows and clamps) reads (1, T, E, O), as its
-    own code expects."""
+    is split. A gate over interleaved rows (GPT-OSS: gate, up, gate, up, …, then clamps) reads the
+    flat (1, T, E·2I) projection, whose neighbours are still its pairs; any other gate reads
+    (1, T, E, O), as its own code expects. (A gate that is not elementwise over its pairs computes
+    otherwise: safe mode then keeps transformers' static routing, with the reason.)"""
     from transformers.integrations.moe import _default_apply_gate
 
     if not self.has_gate:
@@ -144,7 +146,12 @@ def _gated(self, x_1TH: torch.Tensor, tokens: int, experts: int) -> tuple[torch.
         gate_1TX, up_1TX = halves
         return self.act_fn(gate_1TX) * up_1TX, inner
     bias = None if bias_EO is None else bias_EO.reshape(-1)
-    up_1TEO = F.linear(x_1TH, w_EOH.reshape(experts * 2 * inner, -1), bias).reshape(1, tokens, experts, 2 * inner)
+    up_1TX2 = F.linear(x_1TH, w_EOH.reshape(experts * 2 * inner, -1), bias)  # (1, T, E·2I)
+    if not getattr(self, "is_concatenated", True):
+        # interleaved rows (gate, up, gate, up, …) of each expert, one expert after another, are
+        # interleaved rows of them all: a gate that pairs neighbours reads the flat channels as they lie
+        return self._apply_gate(up_1TX2), inner
+    up_1TEO = up_1TX2.reshape(1, tokens, experts, 2 * inner)
     return self._apply_gate(up_1TEO).reshape(1, tokens, experts * inner), inner
 
 
