@@ -89,14 +89,18 @@ def _logits(rw, hq: Heads, hk: Heads, q_eps: float | None = None, k_eps: float |
                    _grouped(rw, k_BHdK, groups, rep))
 
 
-def _values(rw, weights: Node, hv: Heads, rep: int = 1) -> Node:
-    """(B, H, Q, d) from (B, H, Q, K) weights — (B·G, rep, Q, K) for grouped-query heads."""
+def _values(rw, weights: Node, hv: Heads, rep: int = 1, keep_BH1Q: Node | None = None) -> Node:
+    """(B, H, Q, d) from (B, H, Q, K) weights — (B·G, rep, Q, K) for grouped-query heads —, times
+    ``keep_BH1Q`` (1.0 where a query keeps a key) before the last axes swap back, so the swap stays
+    next to the matmul it folds into."""
     groups = len(hv.bases)
     v_BHdK = _grouped(rw, _heads_as_they_lie(rw, hv), groups, rep)
     out = rw.call(aten.matmul.default, v_BHdK, _swap_last(rw, weights))
     if rep != 1:
         b = shape(out)[0] // groups
         out = rw.call(aten.reshape.default, out, [b, groups * rep, *shape(out)[2:]])
+    if keep_BH1Q is not None:
+        out = rw.call(aten.mul.Tensor, out, keep_BH1Q)
     return _swap_last(rw, out)
 
 
@@ -264,10 +268,9 @@ def _rewrite_sdpa(rw, node: Node, m: dict) -> Node:
         if (mb, mh) != (1, 1):  # a per-batch or per-head mask, grouped as the logits are
             add = _grouped(rw, rw.call(aten.expand.default, add, [b, heads, q_len, -1]), groups, rep)
         logits = rw.call(aten.add.Tensor, logits, add)
-    out_BHQd = _values(rw, rw.call(aten._softmax.default, logits, -1, False), hv, rep)
-    if keep is not None:
-        out_BHQd = rw.call(aten.mul.Tensor, out_BHQd, keep)
-    return out_BHQd
+    if keep is not None:  # (B, H, Q, 1) → (B, H, 1, Q): only an axis of size 1 moves
+        keep = rw.call(aten.reshape.default, keep, [*shape(keep)[:2], 1, q_len])
+    return _values(rw, rw.call(aten._softmax.default, logits, -1, False), hv, rep, keep)
 
 
 batched_sdpa = Rule("batched_sdpa", (aten.scaled_dot_product_attention,), _match_sdpa, _rewrite_sdpa,

@@ -22,6 +22,9 @@
     f(a, b, …) at rank ≥ 5     → f on rank-≤4 views (``_rank_views``: LongT5's local-block masks)
     select / expand at rank 5  → the same at rank ≤ 4, axes of size 1 left out (``_unit_axes``:
                                  Falcon's k/v split and GPT-J's rotary table at one token)
+    permute(x, p)              → reshape(x, …)     when the axes of size > 1 keep their order: it
+                                 moves no element (a DiT's (B, 1, C) modulation turned channels-
+                                 first); not among the canonical rules, whose conversions it would hide
 
 Dead code goes at the end of every pass.
 
@@ -67,6 +70,17 @@ def _match_identity_permute(node: Node) -> MatchResult:
     if normalize_dims_ordered(node.args[1], n) != list(range(n)):
         return MatchResult.skip()
     return MatchResult.ok(x=node.args[0])
+
+
+def _match_unit_permute(node: Node) -> MatchResult:
+    x = node.args[0]
+    sizes = shape(x)
+    if sizes is None:
+        return MatchResult.skip()
+    order = [d for d in normalize_dims_ordered(node.args[1], len(sizes)) if sizes[d] != 1]
+    if order != sorted(order) or order == list(normalize_dims_ordered(node.args[1], len(sizes))):
+        return MatchResult.skip()  # it moves elements, or it is the identity (drop_identity_permute)
+    return MatchResult.ok(x=x)
 
 
 def _match_unsqueeze_squeeze(node: Node) -> MatchResult:
@@ -256,6 +270,9 @@ drop_empty_cat_parts = Rule("drop_empty_cat_parts", (aten.cat,), _match_empty_ca
 index_as_slice = Rule("index_as_slice", (aten.index.Tensor,), _match_index_slice, _index_as_slice,
                       "x[..., static consecutive indices, ...] → expand(reshape(slice(x, …))) (no gather)")
 dedupe = Rule("dedupe", None, _match_cse, _existing, "a pure call repeated with equal arguments → one call")
+unit_permute_as_reshape = Rule("unit_permute_as_reshape", (aten.permute,), _match_unit_permute,
+                               lambda rw, node, m: rw.call(aten.reshape.default, m["x"], list(shape(node))),
+                               "permute(x, p) → reshape(x, shape): only axes of size 1 move")
 
 # The canonical forms: shared with the passes whose rewrites leave such pairs behind.
 CANONICAL_RULES = (fold_permute_chain, drop_identity_permute, cancel_unsqueeze_squeeze,
@@ -263,4 +280,4 @@ CANONICAL_RULES = (fold_permute_chain, drop_identity_permute, cancel_unsqueeze_s
                    drop_noop_pad, drop_empty_cat_parts, index_as_slice)
 
 cleanup = Pass("cleanup", [*CANONICAL_RULES, drop_clone, low_rank_permute, unit_axes_select, unit_axes_expand,
-                           permute_into_broadcasts, *LATE_RANK_VIEW_RULES, dedupe], __doc__)
+                           permute_into_broadcasts, *LATE_RANK_VIEW_RULES, unit_permute_as_reshape, dedupe], __doc__)

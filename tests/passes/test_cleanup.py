@@ -26,6 +26,7 @@ CASES = [
     ("repeated call", lambda x: x.exp() + x.exp(), "dedupe", None),
     ("zero padding", lambda x: torch.nn.functional.pad(x, (0, 0, 0, 0)).relu(), "drop_noop_pad", "constant_pad_nd"),
     ("empty concat part", lambda x: torch.cat([x.relu(), x[..., 5:]], -1), "drop_empty_cat_parts", "cat"),
+    ("permute of unit axes", lambda x: x[:, :1].permute(0, 2, 1).relu(), "unit_permute_as_reshape", "permute"),
 ]
 
 
@@ -146,3 +147,35 @@ def test_drop_clone_keeps_values_and_relaxes_views():
     assert result.counts["drop_clone"] == 1 and count(gm, "clone") == 0 and count(gm, "view") == 0
     with torch.no_grad():
         torch.testing.assert_close(outputs(gm, example), module(*example))
+
+
+def test_a_permute_that_moves_elements_stays_a_permute():
+    """(2, 1, 5) → (1, 5, 2) swaps the two axes of size > 1: a real transpose, kept."""
+    module, example = Fn(lambda x: x[:, :1].permute(1, 2, 0).relu()).eval(), (torch.randn(2, 3, 5),)
+    gm = captured(module, example)
+    result = cleanup(gm)
+    assert result.counts["unit_permute_as_reshape"] == 0 and count(gm, "permute") == 1
+    torch.testing.assert_close(outputs(gm, example), module(*example))
+
+
+def test_a_dit_modulation_turned_channels_first_is_a_reshape(tmp_path):
+    """x + shift(c) with shift (B, 1, C) from the conditioning: its channels-first form moves no
+    element, so the export has no transpose for it (SD3 small config: 30 → 8 transposes, as is 15)."""
+    import ane_rewrite
+    from ane_rewrite.coreml.mil import op_mix, program_ops
+
+    class Modulated(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.mod, self.out = nn.Linear(16, 16), nn.Linear(8, 32), nn.Linear(16, 16)
+
+        def forward(self, x, c):
+            shift, scale = self.mod(c).unsqueeze(1).chunk(2, dim=-1)
+            return self.out(self.fc(x) * (1 + scale) + shift)
+
+    module, example = Modulated().eval(), (torch.randn(1, 12, 16), torch.randn(1, 8))
+    fast = ane_rewrite.optimize(module, example)
+    assert fast.ane_report.counts()["cleanup"].get("unit_permute_as_reshape", 0) >= 1
+    assert ane_rewrite.verify(module, fast, example, draws=2).ok
+    ml = ane_rewrite.export(fast, example, tmp_path / "fast.mlpackage", progress=False)
+    assert op_mix(program_ops(ml))["transpose"] == 2  # the tokens in and out: none for shift and scale
