@@ -48,7 +48,7 @@ def _capture(model: torch.nn.Module, example_inputs: Any, safe: bool, strict: bo
     gm = capture(model, example_inputs, dense_moe=bool(moe))
     if moe and safe:
         static = capture(model, example_inputs)
-        problem = _guard(Snapshot(static), static, example_inputs)(gm)
+        problem = _guard(static, example_inputs)(gm)
         if problem is not None and strict:
             raise EquivalenceError(f"experts (evaluated densely) change what the model computes: {problem}")
         if problem is not None:
@@ -60,9 +60,9 @@ def _capture(model: torch.nn.Module, example_inputs: Any, safe: bool, strict: bo
     return gm, (result if moe or result.declined else None)
 
 
-def _guard(captured: Snapshot, gm: GraphModule, example_inputs: Any) -> Guard:
+def _guard(reference: GraphModule, example_inputs: Any) -> Guard:
     try:
-        return Guard(captured.module(gm), example_inputs)
+        return Guard(reference, example_inputs)
     except Exception as exc:  # the captured graph fails on its own inputs: they are wrong for it
         raise InputError(f"the model fails on its example inputs (or on a draw like them): "
                          f"{type(exc).__name__}: {exc}") from exc
@@ -114,7 +114,7 @@ def optimize(model: torch.nn.Module, example_inputs: Any = None, *, seq_len: int
                          "they cannot be combined with pipeline=")
     gm, experts = _capture(model, example_inputs, safe, strict)
     captured = Snapshot(gm)
-    guarded = {"guard": _guard(captured, gm, example_inputs), "strict": strict} if safe else {}
+    guarded = {"guard": _guard(captured.module(gm), example_inputs), "strict": strict} if safe else {}
     report: PipelineResult = pipeline(gm, **guarded)
     report = _keep_unlowered_regions(captured, pipeline, gm, report, guarded)
     if experts is not None:

@@ -77,8 +77,9 @@ def _match_unit_permute(node: Node) -> MatchResult:
     sizes = shape(x)
     if sizes is None:
         return MatchResult.skip()
-    order = [d for d in normalize_dims_ordered(node.args[1], len(sizes)) if sizes[d] != 1]
-    if order != sorted(order) or order == list(normalize_dims_ordered(node.args[1], len(sizes))):
+    perm = list(normalize_dims_ordered(node.args[1], len(sizes)))
+    order = [d for d in perm if sizes[d] != 1]
+    if order != sorted(order) or perm == list(range(len(sizes))):
         return MatchResult.skip()  # it moves elements, or it is the identity (drop_identity_permute)
     return MatchResult.ok(x=x)
 

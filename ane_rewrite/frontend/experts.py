@@ -47,18 +47,19 @@ def experts_modules(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]
             if hasattr(m, "_apply_gate") and hasattr(m, "has_gate") and hasattr(m, "num_experts")]
 
 
-def _set(model: torch.nn.Module, name: str) -> int:
-    configs = {id(m.config): m.config for _, m in experts_modules(model) if getattr(m, "config", None) is not None}
-    for config in configs.values():
-        config._experts_implementation = name
-    return len(configs)
+def _set(found: list[tuple[str, torch.nn.Module]], name: str) -> None:
+    """The experts implementation ``name`` in the config of every collection ``found``."""
+    for _, module in found:
+        if getattr(module, "config", None) is not None:
+            module.config._experts_implementation = name
 
 
 def static_experts(model: torch.nn.Module) -> None:
     """In place (a copy): experts dispatched by transformers run ``batched_mm`` unless already
     static. A model without such experts is left as it is."""
-    if any(getattr(m.config, "_experts_implementation", None) not in _STATIC for _, m in experts_modules(model)):
-        _set(model, "batched_mm")
+    found = experts_modules(model)
+    if any(getattr(m.config, "_experts_implementation", None) not in _STATIC for _, m in found):
+        _set(found, "batched_mm")
 
 
 def dense_experts(model: torch.nn.Module) -> None:
@@ -72,7 +73,7 @@ def dense_experts(model: torch.nn.Module) -> None:
         if getattr(module, "_is_expert_parallel", False):
             raise InputError(f"{name}: expert-parallel experts cannot be evaluated densely on one device")
     ALL_EXPERTS_FUNCTIONS.register(DENSE, dense_experts_forward)
-    _set(model, DENSE)
+    _set(found, DENSE)
 
 
 def _projection(weight: torch.Tensor, transposed: bool) -> torch.Tensor:
@@ -169,8 +170,8 @@ def data_dependent_routing(graph: torch.fx.Graph) -> list[str]:
         if not op.startswith(DATA_DEPENDENT):
             continue
         stack = node.meta.get("nn_module_stack") or {}
-        where = next(reversed(stack.values()))[0] if stack else "the model"
-        found.append(f"{node.name} ({op.rsplit('.', 1)[0]}) in {where or 'the model'}")
+        where = (next(reversed(stack.values()))[0] if stack else "") or "the model"
+        found.append(f"{node.name} ({op.rsplit('.', 1)[0]}) in {where}")
     return found
 
 
