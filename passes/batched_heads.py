@@ -237,18 +237,20 @@ def _grouped(rw, x: Node, groups: int, rep: int) -> Node:
     return x if rep == 1 else rw.call(aten.reshape.default, x, [b * groups, h // groups, r, c])
 
 
-def _mask_BHQK(rw, mask: Node, causal: bool, q_len: int, k_len: int) -> tuple[Node | None, Node | None]:
-    """The additive mask of the logits (finite: ``MASKED_LOGIT``) and, for a boolean mask, 1.0
-    where a query keeps a key (torch's sdpa gives a query with none zeros), else None."""
+def _mask_BHQK(rw, mask: Node, causal: bool, q_len: int, k_len: int,
+               dtype: torch.dtype) -> tuple[Node | None, Node | None]:
+    """The additive mask of the logits (finite: ``MASKED_LOGIT``; in the logits' ``dtype``) and, for a
+    boolean mask, 1.0 where a query keeps a key (torch's sdpa gives a query with none zeros), else None."""
     parts, keep = [], None
     if mask is not None and val(mask).dtype == torch.bool:  # one cast, then float ops only (no bool op
-        kept = rw.call(aten._to_copy.default, mask, dtype=torch.float32)  # runs on the ANE)
+        kept = rw.call(aten._to_copy.default, mask, dtype=dtype)  # runs on the ANE)
         keep = rw.call(aten.amax.default, kept, [-1], True)
         parts.append(rw.call(aten.mul.Tensor, rw.call(aten.sub.Tensor, kept, 1.0), -MASKED_LOGIT))
     elif mask is not None:
         parts.append(mask)
     if causal:
-        parts.append(rw.constant("causal", torch.ones(q_len, k_len).triu(1).mul(MASKED_LOGIT).view(1, 1, q_len, k_len)))
+        causal_QK = torch.ones(q_len, k_len, dtype=dtype).triu(1).mul(MASKED_LOGIT)
+        parts.append(rw.constant("causal", causal_QK.view(1, 1, q_len, k_len)))
     add = parts[0] if parts else None
     for part in parts[1:]:
         add = rw.call(aten.add.Tensor, add, part)
@@ -262,7 +264,7 @@ def _rewrite_sdpa(rw, node: Node, m: dict) -> Node:
     rep, groups = m["rep"], len(hk.bases)
     b, heads, q_len, d = shape(node)
     logits = rw.call(aten.mul.Tensor, _logits(rw, hq, hk, rep=rep), m["scale"])
-    add, keep = _mask_BHQK(rw, m["mask"], m["causal"], q_len, shape(hk.source)[-1])
+    add, keep = _mask_BHQK(rw, m["mask"], m["causal"], q_len, shape(hk.source)[-1], val(node).dtype)
     if add is not None:
         mb, mh = shape(add)[:2]
         if (mb, mh) != (1, 1):  # a per-batch or per-head mask, grouped as the logits are

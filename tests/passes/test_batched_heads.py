@@ -152,3 +152,14 @@ def test_cosine_attention_left_batched_normalises_its_heads_as_they_lie():
     assert count(fast, "linalg_vector_norm") == 0 and count(fast, "linear") == 0
     verdict = ane_rewrite.verify(module, fast, example, draws=2)
     assert verdict.ok and verdict.psnr >= 60, verdict
+
+
+def test_a_low_precision_model_gets_its_mask_in_its_own_dtype():
+    """A bf16 model's boolean mask and causal part are built in bf16, so the logits stay bf16."""
+    torch.manual_seed(0)
+    module = Fused("tiled", sdpa=True).eval().to(torch.bfloat16)
+    x, mask = torch.randn(B, S, C, dtype=torch.bfloat16), torch.rand(B, 1, S, S) > 0.3
+    fast = ane_rewrite.optimize(module, (x, mask))
+    assert fast.ane_report.counts()["batched_heads"].get("batched_sdpa") == 1
+    assert not fast.ane_report.rolled_back
+    assert ane_rewrite.verify(module, fast, (x, mask), draws=2).psnr >= 55  # bf16 rounding alone: ~58 dB
