@@ -21,6 +21,8 @@ from torch.fx import Node
 
 from ane_rewrite.rewrite.graph import VIEWS, aten, is_op, shape
 
+from ._per_head import batch_first
+
 MOVEMENT = (*VIEWS, aten.permute, aten.transpose, aten.select,
             aten.slice, aten.squeeze, aten.unsqueeze, aten.expand, aten.clone, aten.alias,
             aten.split, aten.split_with_sizes, aten.unbind, aten.chunk, aten.contiguous)
@@ -135,3 +137,19 @@ def unread_as_they_lie(h: Heads) -> str | None:
     if stride is None or h.bases[0] - h.bases[0] % stride + stride * len(h.bases) > shape(h.source)[1]:
         return f"the heads' channel offsets {h.bases[:4]}… are not at equal steps of the channel axis"
     return None
+
+
+def heads_as_they_lie(rw, h: Heads) -> Node:
+    """x_BHdS: the heads' channels of their (B, C, 1, S) source, split into (H, step) and cut
+    to each head's d channels (a slice of axis 2: no copy of the last axis)."""
+    y = batch_first(rw, h)
+    b, c, _, s = shape(y)
+    stride, heads = head_step(h), len(h.bases)
+    offset = h.bases[0] % stride
+    first = h.bases[0] - offset
+    if (first, stride * heads) != (0, c):
+        y = rw.call(aten.slice.Tensor, y, 1, first, first + stride * heads)
+    y = rw.call(aten.reshape.default, y, [b, heads, stride, s])
+    if (offset, h.dim) != (0, stride):
+        y = rw.call(aten.slice.Tensor, y, 2, offset, offset + h.dim)
+    return y

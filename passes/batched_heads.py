@@ -44,30 +44,15 @@ from ane_rewrite.hardware import MASKED_LOGIT
 from ane_rewrite.rewrite.graph import arg, aten, is_op, rank, shape, val
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
-from ._heads import Heads, head_channels, head_step, unread_as_they_lie
+from ._channel_heads import channel_heads, channel_values
+from ._heads import Heads, head_channels, heads_as_they_lie, unread_as_they_lie
 from ._logit_steps import cosine_operands
-from ._per_head import batch_first, l2_normalize
+from ._per_head import l2_normalize
 from .cleanup import CANONICAL_RULES
 
 
 def _transposed(t: torch.Tensor) -> torch.Tensor:
     return t.transpose(-1, -2)
-
-
-def _heads_as_they_lie(rw, h: Heads) -> Node:
-    """x_BHdS: the heads' channels of their (B, C, 1, S) source, split into (H, step) and cut
-    to each head's d channels (a slice of axis 2: no copy of the last axis)."""
-    y = batch_first(rw, h)
-    b, c, _, s = shape(y)
-    stride, heads = head_step(h), len(h.bases)
-    offset = h.bases[0] % stride
-    first = h.bases[0] - offset
-    if (first, stride * heads) != (0, c):
-        y = rw.call(aten.slice.Tensor, y, 1, first, first + stride * heads)
-    y = rw.call(aten.reshape.default, y, [b, heads, stride, s])
-    if (offset, h.dim) != (0, stride):
-        y = rw.call(aten.slice.Tensor, y, 2, offset, offset + h.dim)
-    return y
 
 
 def _swap_last(rw, x: Node) -> Node:
@@ -84,7 +69,7 @@ def _logits(rw, hq: Heads, hk: Heads, q_eps: float | None = None, k_eps: float |
     """(B, H, Q, K) logits; (B·G, rep, Q, K) for grouped-query heads (G key heads, each read by
     ``rep`` query heads), the matmul broadcasting each key head over its group."""
     groups = len(hk.bases)
-    q_BHdQ, k_BHdK = _l2(rw, _heads_as_they_lie(rw, hq), q_eps), _l2(rw, _heads_as_they_lie(rw, hk), k_eps)
+    q_BHdQ, k_BHdK = _l2(rw, heads_as_they_lie(rw, hq), q_eps), _l2(rw, heads_as_they_lie(rw, hk), k_eps)
     return rw.call(aten.matmul.default, _swap_last(rw, _grouped(rw, q_BHdQ, groups, rep)),
                    _grouped(rw, k_BHdK, groups, rep))
 
@@ -94,7 +79,7 @@ def _values(rw, weights: Node, hv: Heads, rep: int = 1, keep_BH1Q: Node | None =
     ``keep_BH1Q`` (1.0 where a query keeps a key) before the last axes swap back, so the swap stays
     next to the matmul it folds into."""
     groups = len(hv.bases)
-    v_BHdK = _grouped(rw, _heads_as_they_lie(rw, hv), groups, rep)
+    v_BHdK = _grouped(rw, heads_as_they_lie(rw, hv), groups, rep)
     out = rw.call(aten.matmul.default, v_BHdK, _swap_last(rw, weights))
     if rep != 1:
         b = shape(out)[0] // groups
@@ -104,7 +89,7 @@ def _values(rw, weights: Node, hv: Heads, rep: int = 1, keep_BH1Q: Node | None =
     return _swap_last(rw, out)
 
 
-OWN = ("batched_sdpa", "batched_logits", "batched_values")
+OWN = ("batched_sdpa", "batched_logits", "batched_values", "channel_values")
 
 
 def _own(node: Node) -> bool:
@@ -280,4 +265,5 @@ batched_sdpa = Rule("batched_sdpa", (aten.scaled_dot_product_attention,), _match
                     "transpose(matmul(v_BHdK, transpose(w)))")
 
 
-batched_heads = Pass("batched_heads", [batched_sdpa, batched_logits, batched_values, *CANONICAL_RULES], __doc__)
+batched_heads = Pass("batched_heads", [batched_sdpa, batched_logits, batched_values, channel_values, channel_heads,
+                                      *CANONICAL_RULES], __doc__)
