@@ -4,9 +4,11 @@ Glossary: B batch, C channels (H heads × D), H heads, D head size, R rotary dim
 
     a · cos + rot(a) · sin        a = heads(y_BC1S)[..., :R] (B, H, S, R) (or the whole head, R = D);
                                   rot(a)[..., i] = ±a[..., π(i)], a signed block swap of the last axis
-        → heads'(y_rot),  y_rot = y · tile(cos) + rot_C(y) · tile(sin)                (B, C, 1, S)
-          tile(t): t laid out (B, 1, R, S), filled to D channels (cos with 1, sin with 0), repeated
-                   for the H heads; rot_C(y): rot on y₄[:, :, :R] of y₄ = y.view(B, H, D, S)
+        → heads'(y_rot),  y_rot = (y₄ · tile(cos)).view(B, C, 1, S) + (rot(y₄) · tile(sin)).view(B, C, 1, S)
+          y₄ = y.view(B, H, D, S); tile(t): t laid out (B, 1, R, S), filled to D channels (cos
+                   with 1, sin with 0), broadcast over the H heads (a table of D × S, not C × S: a
+                   constant table is read once per head group, not stored per channel); rot on
+                   y₄[:, :, :R]
 
 ``heads'`` is a's own chain of data movement, replayed on y_rot, so attention finds q and k as
 head splits again. rot is found from graph structure, not from a spelling: the ops between a
@@ -200,9 +202,8 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
     if around:  # multiplied by sin's 0 here (and by cos's 1 in y · cos)
         rot = rw.call(aten.cat.default, _around(rot, [rw.call(aten.slice.Tensor, y4, 2, lo, hi) for lo, hi in around],
                                                 off), 2)
-    rot_BC1S = rw.call(aten.reshape.default, rot, [b, c, 1, s])
 
-    def tiled(t, fill: float):  # (…, S, R) the same for every head → (Bt, C, 1, St), fill elsewhere
+    def tiled(t, fill: float):  # (…, S, R) the same for every head → (Bt, 1, step, St), fill elsewhere
         padded = [1] * (4 - rank(t)) + list(shape(t))
         order = [0, 1, 3, 2] if m["head_axis"] == 1 else [0, 2, 3, 1]
         t4 = rw.call(aten.permute.default, rw.call(aten.reshape.default, t, padded), order)  # (Bt, 1, R, St)
@@ -220,10 +221,19 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
             fills = [rw.constant("rotary_fill", torch.full((bt, 1, hi - lo, st), fill, dtype=t.meta["val"].dtype))
                      for lo, hi in around]
             t4 = rw.call(aten.cat.default, _around(t4, fills, off), 2)
-        return rw.call(aten.reshape.default, rw.call(aten.expand.default, t4, [bt, h, step, st]), [bt, c, 1, st])
+        return t4
 
-    y_rot = rw.call(aten.add.Tensor, rw.call(aten.mul.Tensor, src, tiled(m["cos"], op.rest_scale)),
-                    rw.call(aten.mul.Tensor, rot_BC1S, tiled(m["sin"], 0.0)))
+    def times(x4, t, fill: float):
+        """x4 · table on the (B, H, step, S) view, the table broadcast over the heads (not stored
+        per channel); one head: on (B, C, 1, S), the table a view of it."""
+        table = tiled(t, fill)
+        if h == 1:
+            bt, _, _, st = shape(table)
+            return rw.call(aten.mul.Tensor, rw.call(aten.reshape.default, x4, [b, c, 1, s]),
+                           rw.call(aten.reshape.default, table, [bt, c, 1, st]))
+        return rw.call(aten.reshape.default, rw.call(aten.mul.Tensor, x4, table), [b, c, 1, s])
+
+    y_rot = rw.call(aten.add.Tensor, times(y4, m["cos"], op.rest_scale), times(rot, m["sin"], 0.0))  # (B, C, 1, S)
     y_rot.meta["ane_rotary_of"] = (src, off, rdim)
     values = {src: y_rot}
     for n in reversed(m["chain"]):
