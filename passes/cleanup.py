@@ -22,6 +22,10 @@
     f(a, b, …) at rank ≥ 5     → f on rank-≤4 views (``_rank_views``: LongT5's local-block masks)
     select / expand at rank 5  → the same at rank ≤ 4, axes of size 1 left out (``_unit_axes``:
                                  Falcon's k/v split and GPT-J's rotary table at one token)
+    slice(view(x, s), d, …)    → view(slice(x, d, …), s')   the view's only reader, d among the leading
+                                 axes it keeps, its last axis resized (a copy): the copy moves
+                                 the slice's part only (q of a fused qkv conv regrouped into
+                                 windows for a max pool, Hiera's query pooling)
     permute(x, p)              → reshape(x, …)     when the axes of size > 1 keep their order: it
                                  moves no element (a DiT's (B, 1, C) modulation turned channels-
                                  first); not among the canonical rules, whose conversions it would hide
@@ -44,6 +48,7 @@ from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 from ._broadcast_permute import permute_into_broadcasts
 from ._low_rank import low_rank_permute
 from ._rank_views import LATE_RANK_VIEW_RULES
+from ._slice_views import slice_before_view
 from ._unit_axes import unit_axes_expand, unit_axes_select
 from ._layouts import normalize_dims_ordered, squeezed_dims
 
@@ -281,4 +286,5 @@ CANONICAL_RULES = (fold_permute_chain, drop_identity_permute, cancel_unsqueeze_s
                    drop_noop_pad, drop_empty_cat_parts, index_as_slice)
 
 cleanup = Pass("cleanup", [*CANONICAL_RULES, drop_clone, low_rank_permute, unit_axes_select, unit_axes_expand,
-                           permute_into_broadcasts, *LATE_RANK_VIEW_RULES, unit_permute_as_reshape, dedupe], __doc__)
+                           permute_into_broadcasts, *LATE_RANK_VIEW_RULES, unit_permute_as_reshape, slice_before_view,
+                           dedupe], __doc__)

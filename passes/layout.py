@@ -10,6 +10,10 @@ the channels-first layout, so the export holds one copy of it):
     linear(x_BSC, W, b)                     → from(conv2d(x_BC1S, W.view(O, I, 1, 1), b))
     linear(x_BC, W, b)                      → from(conv2d(x_BC11, W.view(O, I, 1, 1), b))
     linear(x_BHWC, W, b)                    → from(conv2d(x_BCHW, W.view(O, I, 1, 1), b))
+    linear(x_BHWC, W, b), W < 32 (narrow rows: the windows of a partition, 8×8, 7×7)
+                                            → view(from(conv2d(x_BC1S, …)), [B, H, W, O]), S = H·W
+        (its (B, C, H, W) form would pad every row of W to 32 elements; the pixels as tokens
+        do not, and ``window_groups`` reads the (N, C, 1, S) windows)
     view(addmm(b, view(x_BSC, [B·S, I]), W_IO), [B, S, O])
                                             → from(conv2d(x_BC1S, W_IO.T.view(O, I, 1, 1), b))
         (x may also be (B, S, h, d) with h·d = I: a head merge folded into the flattening)
@@ -41,7 +45,7 @@ import math
 
 from torch.fx import Node
 
-from ane_rewrite.hardware import MAX_DIM
+from ane_rewrite.hardware import ALIGNED_LAST_AXIS, MAX_DIM, shape_bytes
 from ane_rewrite.rewrite.graph import VIEWS, arg, aten, is_op, is_static, rank, readers, shape
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
@@ -113,14 +117,27 @@ def _projection_only(w: Node) -> bool:
     return all(projection(r) for r in readers(w))
 
 
+def narrow_rows(s) -> bool:
+    """A channels-last map (B, H, W, C) whose rows are narrower than one aligned last axis (a
+    window of a partition: 8×8, 4×4, 7×7): its (B, C, H, W) form pads each row of W to
+    ``ALIGNED_LAST_AXIS`` elements, its (B, C, 1, H·W) form does not (or less)."""
+    return (len(s) == 4 and s[2] < ALIGNED_LAST_AXIS and
+            shape_bytes((s[0], s[3], 1, s[1] * s[2]), padded=True) < shape_bytes((s[0], s[3], s[1], s[2]), padded=True))
+
+
 def _rewrite_linear(rw, node: Node, m: dict) -> Node:
-    x_CF = emit_to(rw, m["x"])
+    x = m["x"]
+    s = shape(x)
+    if narrow_rows(s):  # its pixels as tokens: (B, H·W, C), a view that leaves the channels last
+        x = rw.call(aten.reshape.default, x, [s[0], s[1] * s[2], s[3]])
+    x_CF = emit_to(rw, x)
     product = _conv if _projection_only(m["w"]) else _shared_weight_product
     if splits(shape(m["w"])):
         y = split_product(rw, x_CF, m["w"], m["b"], product)
     else:
         y = product(rw, x_CF, m["w"], m["b"])
-    return emit_from(rw, y, rank(m["x"]))
+    out = emit_from(rw, y, rank(x))
+    return rw.call(aten.reshape.default, out, list(shape(node))) if x is not m["x"] else out
 
 
 linear_to_conv = Rule("linear_to_conv", (aten.linear,), _match_linear, _rewrite_linear,
