@@ -51,7 +51,8 @@ from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._batch_norm import token_batch_norm
 from ._wide_heads import split_product, splits
-from ._layouts import RANKS, emit_from, emit_to
+from ._heads import movement_chain
+from ._layouts import RANKS, emit_from, emit_to, match_from
 from ._regions import KEEP
 from ._propagation import PROPAGATION_RULES
 
@@ -117,18 +118,25 @@ def _projection_only(w: Node) -> bool:
     return all(projection(r) for r in readers(w))
 
 
-def narrow_rows(s) -> bool:
-    """A channels-last map (B, H, W, C) whose rows are narrower than one aligned last axis (a
-    window of a partition: 8×8, 4×4, 7×7): its (B, C, H, W) form pads each row of W to
-    ``ALIGNED_LAST_AXIS`` elements, its (B, C, 1, H·W) form does not (or less)."""
-    return (len(s) == 4 and s[2] < ALIGNED_LAST_AXIS and
-            shape_bytes((s[0], s[3], 1, s[1] * s[2]), padded=True) < shape_bytes((s[0], s[3], s[1], s[2]), padded=True))
+def narrow_rows(x: Node) -> bool:
+    """x is the windows of a partition (B·nW, h, w, C) — a chain of data movement with a permute
+    in it that is not a plain layout conversion — whose rows are narrower than one aligned last
+    axis (8×8, 4×4, 7×7): its (B, C, h, w) form pads each row of w to ``ALIGNED_LAST_AXIS``
+    elements, its (B, C, 1, h·w) form does not (or less). A map that a spatial op reads as
+    (B, C, H, W) (ConvNeXt's 7×7 stage: a depthwise conv before its linears) is not a partition,
+    and keeps that form: the token form would add a copy on the way in and out."""
+    s = shape(x)
+    if len(s) != 4 or s[2] >= ALIGNED_LAST_AXIS or shape_bytes((s[0], s[3], 1, s[1] * s[2]), padded=True) \
+            >= shape_bytes((s[0], s[3], s[1], s[2]), padded=True):
+        return False
+    _, chain = movement_chain(x)
+    return match_from(x) is None and any(is_op(n, aten.permute) for n in chain)
 
 
 def _rewrite_linear(rw, node: Node, m: dict) -> Node:
     x = m["x"]
     s = shape(x)
-    if narrow_rows(s):  # its pixels as tokens: (B, H·W, C), a view that leaves the channels last
+    if narrow_rows(x):  # its pixels as tokens: (B, H·W, C), a view that leaves the channels last
         x = rw.call(aten.reshape.default, x, [s[0], s[1] * s[2], s[3]])
     x_CF = emit_to(rw, x)
     product = _conv if _projection_only(m["w"]) else _shared_weight_product
