@@ -1,7 +1,7 @@
 """The ATen form every graph the passes see is in: core ATen but the ops kept whole (linear,
-conv, layer_norm, softmax, attention, einsum, gelu, embedding, roll, …), and reshapes, never
-views. A captured model (``capture.py``) and a saved ``.pt2`` program (``saved_program.py``)
-are both brought to it."""
+conv, layer_norm, softmax, attention, einsum, gelu, embedding, roll, unfold and fold as
+``im2col`` / ``col2im``, …), and reshapes, never views. A captured model (``capture.py``) and
+a saved ``.pt2`` program (``saved_program.py``) are both brought to it."""
 from __future__ import annotations
 
 import torch
@@ -14,6 +14,7 @@ KEPT_OPS = (
     aten._softmax.default, aten.scaled_dot_product_attention.default, aten.einsum.default,
     aten.gelu.default, aten.embedding.default, aten.silu.default, aten.hardswish.default,
     aten.hardsigmoid.default, aten.group_norm.default, aten.matmul.default, aten.roll.default,
+    aten.im2col.default, aten.col2im.default,
 )
 
 

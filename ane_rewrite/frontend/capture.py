@@ -3,7 +3,9 @@
 ``torch.export.export(..., strict=False)`` with static shapes, then the default core-ATen
 decompositions *except* the ops the passes (and coremltools) want whole: linear, conv,
 layer_norm, softmax, attention, einsum, gelu, embedding, roll (coremltools converts
-roll whole; decomposed, it becomes index arithmetic with fmod, which it cannot convert).
+roll whole; decomposed, it becomes index arithmetic with fmod, which it cannot convert),
+``F.unfold`` / ``F.fold`` as ``im2col`` / ``col2im`` (coremltools converts both whole;
+decomposed, they become gathers and an accumulating ``index_put``, which it cannot convert).
 The captured graph's views are then made reshapes (``views_as_reshapes``; both in
 ``aten_form.py``, which a saved program is brought to as well). ``export_program``
 is the capture itself; Core ML export uses it for a model as is (the baseline).

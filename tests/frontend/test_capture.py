@@ -50,3 +50,25 @@ def test_example_inputs_are_a_tuple_or_a_dict():
         split_inputs([torch.ones(1)])
     with pytest.raises(InputError, match="expected a torch.nn.Module"):
         capture(lambda x: x, (torch.ones(1),))
+
+
+class UnfoldFold(nn.Module):
+    def forward(self, x):
+        cols = nn.functional.unfold(x, 3, padding=1, stride=2)
+        return nn.functional.fold(cols * 2, x.shape[-2:], 3, padding=1, stride=2)
+
+
+def test_unfold_and_fold_are_kept_whole_captured_and_saved(tmp_path):
+    """``im2col`` / ``col2im`` stay ops (decomposed: gathers and an accumulating ``index_put``,
+    which coremltools cannot convert), in a captured model and in a saved program alike."""
+    from ane_rewrite.frontend.saved_program import load_saved_program
+
+    model, x = UnfoldFold(), torch.randn(1, 4, 9, 9)
+    path = tmp_path / "unfold.pt2"
+    torch.export.save(torch.export.export(model, (x,), strict=False), path)
+    for gm in (capture(model, (x,)), load_saved_program(str(path))):
+        counts = op_counts(gm)
+        assert counts.get("im2col") == 1 and counts.get("col2im") == 1, counts
+        assert "index_put" not in counts and "index" not in counts, counts
+        with torch.no_grad():
+            torch.testing.assert_close(gm(x), model(x))
