@@ -11,8 +11,8 @@ rows and columns split into patches of ph × pw, P = ph·pw, N = nh·nw.
               → reshape(conv_transpose2d(reshape(x, [1, A·P, nh, nw]), eye_P, stride (ph, pw),
                         groups A), the permute's shape)
 
-``eye_P`` is (A·P, 1, ph, pw): output channel a·P + i·pw + j of group a takes pixel (i, j) of
-each patch — exact in any precision (one product by 1, the rest by 0). MobileViT v2 splits its
+``eye_P`` (``one_hot_kernel``) is (A·P, 1, ph, pw): output channel a·P + i·pw + j of group a
+takes pixel (i, j) of each patch — exact in any precision (one product by 1, the rest by 0). MobileViT v2 splits its
 map this way (timm: reshape, permute of rank 6, reshape; ``F.unfold`` in Apple's ml-cvnets),
 which coremltools converts as transposes of rank 5 and ``windows`` would otherwise split into two
 rank-4 block swaps per unfold or fold. Apple's Core ML path for the same block does the unfold
@@ -77,7 +77,8 @@ def _match(node: Node) -> MatchResult:
     return MatchResult.ok(sizes=sizes, unfold=unfold)
 
 
-def _eye(a: int, ph: int, pw: int, dtype: torch.dtype) -> torch.Tensor:
+def one_hot_kernel(a: int, ph: int, pw: int, dtype: torch.dtype) -> torch.Tensor:
+    """(a·P, 1, ph, pw): output channel c·P + i·pw + j of group c takes tap (i, j)."""
     return torch.eye(ph * pw, dtype=dtype).reshape(ph * pw, 1, ph, pw).repeat(a, 1, 1, 1)
 
 
@@ -87,13 +88,13 @@ def _rewrite(rw, node: Node, m: dict) -> Node:
     if m["unfold"]:
         _, nh, ph, nw, pw = sizes
         image = rw.call(aten.reshape.default, node.args[0], [1, a, nh * ph, nw * pw])
-        out = rw.call(aten.conv2d.default, image, rw.constant("unfold", _eye(a, ph, pw, dtype)), None,
-                      [ph, pw], [0, 0], [1, 1], a)
+        eye = rw.constant("unfold", one_hot_kernel(a, ph, pw, dtype))
+        out = rw.call(aten.conv2d.default, image, eye, None, [ph, pw], [0, 0], [1, 1], a)
     else:
         _, ph, pw, nh, nw = sizes
         patches = rw.call(aten.reshape.default, node.args[0], [1, a * ph * pw, nh, nw])
-        out = rw.call(aten.conv_transpose2d.input, patches, rw.constant("fold", _eye(a, ph, pw, dtype)), None,
-                      [ph, pw], [0, 0], [0, 0], a)
+        eye = rw.constant("fold", one_hot_kernel(a, ph, pw, dtype))
+        out = rw.call(aten.conv_transpose2d.input, patches, eye, None, [ph, pw], [0, 0], [0, 0], a)
     return rw.call(aten.reshape.default, out, list(shape(node)))
 
 

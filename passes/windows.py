@@ -16,7 +16,9 @@ change of value) between them is dropped, so no rank > 4 tensor is left on the c
 
 The unfold of a feature map into non-overlapping patches and the fold back (MobileViT v2's) are
 one grouped convolution each with one-hot weights where that is estimated no slower
-(``_patch_convs``): no transpose at all.
+(``_patch_convs``): no transpose at all. ``F.unfold`` and ``F.fold`` themselves (``im2col`` /
+``col2im``, of any kernel, dilation, padding and stride, overlapping windows too: VOLO) are one
+grouped ``conv2d`` / ``conv_transpose2d`` with the same one-hot weights (``_unfold_convs``).
 
 The ops that read a partition while its axes are still split (Twins' qkv linear on the
 (B, h, w, ws, ws, C) windows, its unbind of a rank-6 fused split, an sdpa over (B, G, H, S, d),
@@ -38,6 +40,7 @@ from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 from ._low_rank import low_rank_permute
 from ._patch_convs import patches_as_conv
 from ._rank_views import RANK_VIEW_RULES
+from ._unfold_convs import UNFOLD_CONV_RULES
 from .cleanup import CANONICAL_RULES, drop_clone
 
 
@@ -64,4 +67,4 @@ def _rewrite_roll(rw, node: Node, m: dict) -> Node:
 roll_as_slices = Rule("roll_as_slices", (aten.roll,), _match_roll, _rewrite_roll,
                       "roll(x, s, d) → cat([x[d: n−s:], x[d: :n−s]], d)")
 
-windows = Pass("windows", [patches_as_conv, low_rank_permute, *RANK_VIEW_RULES, roll_as_slices, drop_clone, *CANONICAL_RULES], __doc__)
+windows = Pass("windows", [*UNFOLD_CONV_RULES, patches_as_conv, low_rank_permute, *RANK_VIEW_RULES, roll_as_slices, drop_clone, *CANONICAL_RULES], __doc__)
