@@ -22,7 +22,8 @@ grouped ``conv2d`` / ``conv_transpose2d`` with the same one-hot weights (``_unfo
 
 The ops that read a partition while its axes are still split (Twins' qkv linear on the
 (B, h, w, ws, ws, C) windows, its unbind of a rank-6 fused split, an sdpa over (B, G, H, S, d),
-Hiera's query pooling ``amax`` at rank 6) run on a rank-≤4 view of it (``_rank_views``).
+Hiera's query pooling ``amax`` at rank 6) run on a rank-≤4 view of it (``_rank_views``); so does a
+matmul of rank ≥ 5 (VOLO's (B, H, N, k², k²) @ (B, H, N, k², d): ``_rank_matmul``).
 
 Shifted windows roll the feature map: coremltools converts ``roll`` into ``gather`` ops (two per
 rolled axis), which the ANE placement rules send to the CPU. A roll by s along an axis of size n
@@ -39,6 +40,7 @@ from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
 from ._low_rank import low_rank_permute
 from ._patch_convs import patches_as_conv
+from ._rank_matmul import low_rank_matmul
 from ._rank_views import RANK_VIEW_RULES
 from ._unfold_convs import UNFOLD_CONV_RULES
 from .cleanup import CANONICAL_RULES, drop_clone
@@ -67,4 +69,4 @@ def _rewrite_roll(rw, node: Node, m: dict) -> Node:
 roll_as_slices = Rule("roll_as_slices", (aten.roll,), _match_roll, _rewrite_roll,
                       "roll(x, s, d) → cat([x[d: n−s:], x[d: :n−s]], d)")
 
-windows = Pass("windows", [*UNFOLD_CONV_RULES, patches_as_conv, low_rank_permute, *RANK_VIEW_RULES, roll_as_slices, drop_clone, *CANONICAL_RULES], __doc__)
+windows = Pass("windows", [*UNFOLD_CONV_RULES, patches_as_conv, low_rank_permute, *RANK_VIEW_RULES, low_rank_matmul, roll_as_slices, drop_clone, *CANONICAL_RULES], __doc__)
