@@ -133,11 +133,24 @@ def narrow_rows(x: Node) -> bool:
     return match_from(x) is None and any(is_op(n, aten.permute) for n in chain)
 
 
+def flattened_tokens(x: Node) -> Node | None:
+    """x = (B·S, C), the flattened (B, S, C) form of channels-first tokens (a mixture of experts'
+    router reads its tokens so): that (B, S, C) node, so the linear runs on the tokens' (B, C, 1,
+    S) form and only its O outputs are turned back to rows — not the C inputs; else None."""
+    if rank(x) != 2 or not is_op(x, *VIEWS) or rank(x.args[0]) != 3:
+        return None
+    t = x.args[0]
+    found = match_from(t)
+    return t if found is not None and found[1] == 3 and shape(t)[-1] == shape(x)[-1] else None
+
+
 def _rewrite_linear(rw, node: Node, m: dict) -> Node:
     x = m["x"]
     s = shape(x)
     if narrow_rows(x):  # its pixels as tokens: (B, H·W, C), a view that leaves the channels last
         x = rw.call(aten.reshape.default, x, [s[0], s[1] * s[2], s[3]])
+    elif (tokens := flattened_tokens(x)) is not None:  # (B·S, C) of channels-first tokens: on them
+        x = tokens
     x_CF = emit_to(rw, x)
     product = _conv if _projection_only(m["w"]) else _shared_weight_product
     if splits(shape(m["w"])):

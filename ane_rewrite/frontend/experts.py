@@ -21,7 +21,9 @@ both into 1×1 convs:
     gates_TE = Σ_k w_TK · [ids_TK = e]                     (a comparison with arange: no one_hot, no scatter)
     up_TEO   = linear(x_1TH, W_up viewed (E·O, H)).view(1, T, E, O)
     h_TEI    = gate(up_TEO)                                (the model's own activation / gating)
-    y_TH     = linear((h_TEI · gates_TE1).view(1, T, E·I), W_down viewed (H, E·I)) + gates_TE · b_down_EH
+    y_TH     = linear(h_TEI.view(1, T, E·I) · linear(gates_1TE, one-hot (E·I, E)), W_down viewed (H, E·I))
+               + linear(gates_1TE, b_down_EHᵀ)         (the gates' products, not broadcasts: on the channels-first
+                                                       tokens only the gates' E channels turn, not E·I or H)
 
 The work is E/K times the routed work (all experts run), and every expert's weights are read —
 as they are by any static form on the ANE, which has no gather of weights. Parameters keep their
@@ -113,11 +115,14 @@ def dense_experts_forward(self, hidden_states: torch.Tensor, top_k_index: torch.
             y_1TEH = y_1TEH + down_bias
         out_1TH = (self.post_expert_norm(y_1TEH) * gates_TE.reshape(1, tokens, experts, 1)).sum(2)
     else:
-        gates_1TX = gates_TE.reshape(1, tokens, experts, 1).expand(1, tokens, experts, inner)
-        weighted_1TX = h_1TX * gates_1TX.reshape(1, tokens, experts * inner)
+        # the gates spread over each expert's I channels, and the biases they weigh, as products
+        # of the (1, T, E) gates: on the tokens' channels-first form only those E channels turn
+        spread_XE = torch.eye(experts, dtype=gates_TE.dtype, device=gates_TE.device).repeat_interleave(inner, 0)
+        gates_1TE = gates_TE.reshape(1, tokens, experts)
+        weighted_1TX = h_1TX * F.linear(gates_1TE, spread_XE)  # one-hot (E·I, E): exact
         out_1TH = F.linear(weighted_1TX, _merged_down(self.down_proj, self.is_transposed))
         if down_bias is not None:
-            out_1TH = out_1TH + (gates_TE @ down_bias).reshape(1, tokens, hidden)
+            out_1TH = out_1TH + F.linear(gates_1TE, down_bias.transpose(0, 1))
     return out_1TH.reshape(tokens, hidden)
 
 

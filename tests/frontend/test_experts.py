@@ -108,6 +108,10 @@ def test_an_moe_model_is_rewritten_exported_and_executed(tmp_path):
     assert summary["max_rank"] <= 4 and summary["linear"] == 0
     executed = ane_rewrite.verify(model, path, fast.example_inputs)
     assert executed.ok and executed.psnr >= 60
+    # the router runs on the channels-first tokens and the gates spread by products: only the
+    # routing's E channels turn between layouts, so no more transposes than the model as is
+    base = ane_rewrite.export(model, fast.example_inputs, tmp_path / "base.mlpackage", progress=False)
+    assert summary["transpose"] <= mil.summary(mil.program_ops(base))["transpose"]
 
 
 def test_a_dense_form_that_computes_otherwise_is_rolled_back(monkeypatch):
