@@ -32,7 +32,10 @@ PAGES = [
      "`python benchmarks/compare_zoo.py --set families`: mixture of experts (its baseline transformers' "
      "static batched_mm form, whose gathered expert weights the estimate prices: its speed-up is not a "
      "claim), rope encoders (ESM, DINOv3), gated relative bias (WavLM), xIELU (Apertus), and the "
-     "rank-6 partitions and local attention coremltools cannot convert as they are (Twins, Hiera, LongT5)."),
+     "rank-6 partitions and local attention coremltools cannot convert as they are (Twins, Hiera, LongT5), "
+     "and attention in other shapes at its real size: cross-covariance (XCiT, EdgeNeXt), separable on "
+     "unfolded patches (MobileViT v2), outlook (VOLO, which converts only rewritten), factorised (CoaT), "
+     "global-query (GCViT), channel (DaViT), cascaded groups (EfficientViT-M0), SAM2's Hiera."),
     ("benchmarks/results/diffusion/results.md", "Diffusion at realistic widths",
      "An SD-1.5 UNet at its real widths and an SD3-medium-width DiT with fewer layers (random weights), "
      "as is and rewritten, beside the op mix of apple/ml-stable-diffusion's published SPLIT_EINSUM_V2 UNet."),

@@ -1,6 +1,6 @@
 """The zoo's model specifications: how a row's model is built (random weights from a config, nothing
 downloaded), and the later families — mixture of experts, rope encoders, gated relative position
-bias, rank-6 window partitions and local attention — at a realistic width
+bias, rank-6 window partitions and local attention, attention in other shapes — at a realistic width
 (``python benchmarks/compare_zoo.py --set families``)."""
 from __future__ import annotations
 
@@ -53,6 +53,17 @@ FAMILIES = {
     # partitions at rank 6 and local attention, which coremltools cannot convert as they are
     "twins-svt-small": timm_spec("twins_svt_small"),
     "hiera-tiny": timm_spec("hiera_tiny_224"),
+    # attention in other shapes (issue 30) at their real size: cross-covariance, separable on unfolded
+    # patches, outlook (F.unfold / F.fold), factorised, global-query, channel and cascaded group attention
+    "xcit-nano": timm_spec("xcit_nano_12_p16_224"),
+    "edgenext-xx-small": timm_spec("edgenext_xx_small"),
+    "mobilevitv2-050": timm_spec("mobilevitv2_050"),
+    "volo-d1": timm_spec("volo_d1_224"),
+    "coat-lite-tiny": timm_spec("coat_lite_tiny"),
+    "gcvit-xxtiny": timm_spec("gcvit_xxtiny"),
+    "davit-tiny": timm_spec("davit_tiny"),
+    "efficientvit-m0": timm_spec("efficientvit_m0"),
+    "sam2-hiera-tiny": timm_spec("sam2_hiera_tiny"),  # 896 × 896, its default
     "longt5-512": hf_spec("LongT5Model", 128, d_model=512, d_kv=64, num_heads=8, d_ff=1024, num_layers=2,
                      vocab_size=32000, local_radius=16, encoder_attention_type="local", decoder_start_token_id=0),
 }

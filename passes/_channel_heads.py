@@ -25,12 +25,49 @@ import operator
 
 from torch.fx import Node
 
-from ane_rewrite.rewrite.graph import aten, is_op, rank
+from ane_rewrite.rewrite.graph import aten, is_op, is_static, rank, shape
 from ane_rewrite.rewrite.rules import MatchResult, Rule
 
+from ._regions import READ
 from ._heads import MOVEMENT, Heads, head_channels, heads_as_they_lie, movement_chain, unread_as_they_lie
 
 COPIES = (aten.permute, aten.transpose)
+MAX_WALK = 400
+PRODUCTS = ("batched_sdpa", "batched_logits", "batched_values", "channel_values")  # batched_heads' own products
+
+
+def mark_read(rw, product: Node) -> None:
+    """Mark ``product`` as the value product of the attention at ``rw``'s anchor, read as it lies
+    (``_regions``), when nothing from its head splits to it copies the tokens: walking up from
+    its operands through the attention's own steps and the splits' data movement, every permute
+    of a tensor with the token axis is a swap of the last two axes that a matmul folds. A split's source (its projection, or
+    whatever computed the tensor it reads) ends the walk, as a constant does."""
+    tokens = shape(product)[-1]  # the product is (B, H, d, S): channels-first, the tokens last
+    seen, stack = set(), [(n, False) for n in product.all_input_nodes]
+    while stack:
+        n, after_move = stack.pop()
+        if n in seen or n.op != "call_function" or is_static(n) or is_op(n, aten.linear, aten.conv2d, aten.addmm):
+            continue
+        folded = _folded_swap(n)
+        moves = not folded and _moves(n)
+        if after_move and not moves and not folded:
+            continue  # the source of a head split
+        seen.add(n)
+        if len(seen) > MAX_WALK or (is_op(n, *COPIES) and not folded and tokens in shape(n)):
+            return  # a copy of the tokens (a swap of DaViT's d × d channel logits is none)
+        stack.extend((i, moves or (after_move and folded)) for i in n.all_input_nodes)
+    product.meta[READ] = rw.anchor.name
+
+
+def _moves(n: Node) -> bool:
+    return is_op(n, *MOVEMENT) or (n.op == "call_function" and n.target is operator.getitem
+                                   and is_op(n.args[0], *MOVEMENT))
+
+
+def _folded_swap(n: Node) -> bool:
+    perm = list(n.args[1]) if is_op(n, aten.permute) else None
+    swap = perm is not None and perm[-2:] == [len(perm) - 1, len(perm) - 2] and perm[:-2] == list(range(len(perm) - 2))
+    return swap and all(is_op(u, aten.matmul) for u in n.users)
 
 
 def _transposed(t):
@@ -54,9 +91,7 @@ def _read(x: Node) -> MatchResult:
 
 def _split_end(node: Node) -> bool:
     """node ends a chain of data movement: it moves data and some user of it computes."""
-    moves = is_op(node, *MOVEMENT) or (node.op == "call_function" and node.target is operator.getitem
-                                       and is_op(node.args[0], *MOVEMENT))
-    return moves and any(not is_op(u, *MOVEMENT) for u in node.users)
+    return _moves(node) and any(not is_op(u, *MOVEMENT) for u in node.users)
 
 
 def _match_split(node: Node) -> MatchResult:
@@ -78,13 +113,15 @@ channel_heads = Rule("channel_heads", None, _match_split, _rewrite_split,
 
 def _match_values(node: Node) -> MatchResult:
     w, v = node.args[:2]
-    if node.meta.get("ane_rule") == "channel_values" or rank(w) != 4 or channel_major(w) is not None:
+    if node.meta.get("ane_rule") in PRODUCTS or rank(w) != 4 or channel_major(w) is not None:
         return MatchResult.skip()
     return _read(v)
 
 
 def _rewrite_values(rw, node: Node, m: dict) -> Node:
-    return rw.call(aten.matmul.default, node.args[0], heads_as_they_lie(rw, m["h"]))
+    out = rw.call(aten.matmul.default, node.args[0], heads_as_they_lie(rw, m["h"]))
+    mark_read(rw, out)
+    return out
 
 
 channel_values = Rule("channel_values", (aten.matmul,), _match_values, _rewrite_values,

@@ -36,6 +36,7 @@ class Heads:
     dim: int                # channels per head
     swapped: bool = False   # y's first and last axes are x's sequence and batch (seq-first models)
     spatial: bool = False   # y is (B, C, H, W) with H > 1: the sequence is its H·W positions
+    broadcast: bool = False  # y has batch 1 and every batch entry of x reads it (GCViT's global query)
 
 
 def _chain(node: Node) -> tuple[Node, list[Node]]:
@@ -75,13 +76,16 @@ def source_of(x: Node) -> Node:
     return _chain(x)[0]
 
 
-def head_channels(x: Node, tail: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Heads | None:
+def head_channels(x: Node, tail: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                  broadcast: bool = False) -> Heads | None:
     """x (B, H, S, d) as heads of the channel axis of a channels-first (B, C, 1, S) (or
     (B, C, H, W) with S = H·W), or None.
 
     ``tail`` is applied after x's own chain, to read a value that does not exist as a node yet:
     ``lambda t: t.transpose(-1, -2)`` for a key that matmul reads as (B, H, d, S), or a reshape
-    of a (B·H, S, d) tensor into (B, H, S, d)."""
+    of a (B·H, S, d) tensor into (B, H, S, d). ``broadcast``: y may also have batch 1 and be read
+    by every batch entry of x (a query shared by all windows, expanded over them): Heads with
+    ``broadcast`` set, for a reader that broadcasts it (a matmul) rather than repeat it."""
     source, chain = _chain(x)
     y_shape = shape(source)
     if y_shape is None or len(y_shape) != 4:
@@ -102,7 +106,8 @@ def head_channels(x: Node, tail: Callable[[torch.Tensor], torch.Tensor] | None =
     outer, chan, inner = idx // (c * last), (idx // last) % c, idx % last
     batch_axis = torch.arange(idx.shape[0]).view(-1, 1, 1, 1).expand_as(idx)
     seq_axis = torch.arange(idx.shape[2]).view(1, 1, -1, 1).expand_as(idx)
-    if torch.equal(outer, batch_axis) and torch.equal(inner, seq_axis):
+    shared = broadcast and first == 1 and idx.shape[0] > 1 and not bool(outer.any())
+    if (shared or torch.equal(outer, batch_axis)) and torch.equal(inner, seq_axis):
         swapped = False
     elif torch.equal(outer, seq_axis) and torch.equal(inner, batch_axis):
         swapped = True
@@ -113,7 +118,7 @@ def head_channels(x: Node, tail: Callable[[torch.Tensor], torch.Tensor] | None =
     bases = chan[0, :, 0, 0]
     if not torch.equal(chan, (bases.view(1, heads, 1, 1) + torch.arange(d).view(1, 1, 1, d)).expand_as(idx)):
         return None
-    return Heads(source, tuple(int(v) for v in bases), d, swapped, rows != 1)
+    return Heads(source, tuple(int(v) for v in bases), d, swapped, rows != 1, shared)
 
 
 def head_step(h: Heads) -> int | None:

@@ -11,9 +11,9 @@ of the model (feed-forward blocks, norms) is still rewritten. An attention left 
 because its per-head form would not pay (a decline of kind ``COST``, ``_attention_cost``)
 keeps its converted projections when ``batched_heads`` reads its heads as they lie (no copy of
 its own); when that pass declines it too, it is kept as captured like any declined attention.
-An attention the attention pass cannot split per head at all but whose products run on
-channel-major heads read as they lie (cross-covariance attention: ``_channel_heads``) keeps its
-converted projections too.
+An attention the attention pass cannot split per head at all but whose value product
+``batched_heads`` reads as it lies (cross-covariance attention on channel-major heads,
+``_channel_heads``; a query shared by every window, GCViT's) keeps its converted projections too.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from ane_rewrite.rewrite.rules import COST
 
 KEEP = "ane_keep"
 ATTENTION_RULES = ("eager_to_sdpa", "eager_logit_steps", "sdpa_per_head")
-READ_RULES = ("channel_values",)  # an attention's value product, on its heads as they lie
+READ = "ane_read_attention"  # on a value product batched_heads emitted: the attention it read (its anchor's name)
 MAX_WALK = 200
 
 
@@ -49,8 +49,8 @@ def declined_attentions(report, rewritten: Graph | None = None) -> dict[str, str
     """{anchor node name: reasons} of the attentions the attention pass declined — less those left
     batched because lowering them would not pay, which keep their converted projections when
     ``batched_heads`` read their heads as they lie (their anchor is gone from ``rewritten``, the
-    graph after the pipeline), and those whose value product runs on channel-major heads read as
-    they lie (``READ_RULES``). One that pass declined or left as it was is kept as captured, as a
+    graph after the pipeline), and those whose value product ``batched_heads`` read as they lie
+    (marked ``READ``: channel-major heads, or a query shared by every window). One that pass declined or left as it was is kept as captured, as a
     declined attention is: its converted projections would only add copies around it."""
     reasons: dict[str, list[str]] = {}
     paid = set()  # declined because they would not pay
@@ -67,7 +67,7 @@ def declined_attentions(report, rewritten: Graph | None = None) -> dict[str, str
                 unread.setdefault(d.node, d.reason)
     nodes = list(rewritten.nodes) if rewritten is not None else []
     left = {n.name for n in nodes}
-    read = {n.meta.get("ane_origin") for n in nodes if n.meta.get("ane_rule") in READ_RULES}
+    read = {n.meta[READ] for n in nodes if READ in n.meta}
     for node in paid - set(unread):
         if node in left:
             unread[node] = "no rule reads its heads"

@@ -15,6 +15,8 @@ the heads' q, k and v, as LeViT's does).
           (float ops after the cast, which run on the ANE), the output times 1.0 where a query
           keeps a key (torch's sdpa gives zeros to a query with none); ``is_causal`` a constant
           (Q, K) mask
+    a query shared by every batch entry (GCViT's global query, expanded over the windows) → read
+    once, (1, H, d, Q), and broadcast by the logits' matmul: nothing repeated, no rank-5 expand
     grouped-query heads (G key/value heads, each read by ``rep`` consecutive query heads: repeated
     by an expand, as Hugging Face's ``repeat_kv``, or by ``repeat_interleave``, or sdpa's
     ``enable_gqa``) → the same products on (B·G, rep, …) queries against (B·G, 1, …) keys and
@@ -44,7 +46,7 @@ from ane_rewrite.hardware import MASKED_LOGIT
 from ane_rewrite.rewrite.graph import arg, aten, is_op, rank, shape, val
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
-from ._channel_heads import channel_heads, channel_values
+from ._channel_heads import PRODUCTS, channel_heads, channel_values, mark_read
 from ._heads import Heads, head_channels, heads_as_they_lie, unread_as_they_lie
 from ._logit_steps import cosine_operands
 from ._per_head import l2_normalize
@@ -81,6 +83,7 @@ def _values(rw, weights: Node, hv: Heads, rep: int = 1, keep_BH1Q: Node | None =
     groups = len(hv.bases)
     v_BHdK = _grouped(rw, heads_as_they_lie(rw, hv), groups, rep)
     out = rw.call(aten.matmul.default, v_BHdK, _swap_last(rw, weights))
+    mark_read(rw, out)
     if rep != 1:
         b = shape(out)[0] // groups
         out = rw.call(aten.reshape.default, out, [b, groups * rep, *shape(out)[2:]])
@@ -89,7 +92,7 @@ def _values(rw, weights: Node, hv: Heads, rep: int = 1, keep_BH1Q: Node | None =
     return _swap_last(rw, out)
 
 
-OWN = ("batched_sdpa", "batched_logits", "batched_values", "channel_values")
+OWN = PRODUCTS
 
 
 def _own(node: Node) -> bool:
@@ -98,7 +101,8 @@ def _own(node: Node) -> bool:
 
 
 def _batches_match(*hs: Heads) -> bool:
-    return len({shape(h.source)[0] for h in hs}) == 1
+    """One batch, which heads shared by every batch entry (``Heads.broadcast``) match."""
+    return len({shape(h.source)[0] for h in hs if not h.broadcast}) <= 1
 
 
 # ── q · kᵀ ────────────────────────────────────────────────────────────────────────────────
@@ -116,14 +120,14 @@ def _match_logits(node: Node) -> MatchResult:
         return MatchResult.skip()
     (x, cx), (y, cy) = _scaled(node.args[0]), _scaled(node.args[1])
     x, y, q_eps, k_eps = cosine_operands(x, y)  # L2-normalised heads (Swin v2): normalised as they lie
-    hq = head_channels(x)
+    hq = head_channels(x, broadcast=True)  # a query shared by every batch entry: the matmul broadcasts it
     hk = head_channels(y) if k_eps is not None else head_channels(y, tail=_transposed)
     if hq is None or hk is None:
         return MatchResult.skip()
     grouped = _groups(len(hq.bases), hk) if _batches_match(hq, hk) else None
-    if grouped is None:
+    if grouped is None or (hq.broadcast and grouped[1] != 1):
         return MatchResult.fail(f"q and k have different batches, or k's heads {hk.bases[:4]}… are not groups of "
-                                f"the {len(hq.bases)} query heads")
+                                f"the {len(hq.bases)} query heads (a shared query: one key head each)")
     hk, rep = grouped
     if reason := unread_as_they_lie(hq) or unread_as_they_lie(hk):
         return MatchResult.fail(reason)
@@ -188,7 +192,7 @@ def _groups(heads: int, hk: Heads) -> tuple[Heads, int] | None:
         rep, distinct = heads // len(hk.bases), hk.bases
     else:
         return None
-    return Heads(hk.source, distinct, hk.dim, hk.swapped, hk.spatial), rep
+    return Heads(hk.source, distinct, hk.dim, hk.swapped, hk.spatial, hk.broadcast), rep
 
 
 def _match_sdpa(node: Node) -> MatchResult:

@@ -11,7 +11,7 @@ from ane_rewrite.coreml.mil import op_mix, program_ops
 from ane_rewrite.passes import batched_heads
 from ane_rewrite.passes._attention_cost import COST_REASON
 from ane_rewrite.rewrite.rules import COST
-from ane_rewrite.rewrite.graph import aten, is_op
+from ane_rewrite.rewrite.graph import aten, is_op, rank
 from tests.helpers import count
 
 
@@ -163,3 +163,30 @@ def test_a_low_precision_model_gets_its_mask_in_its_own_dtype():
     assert fast.ane_report.counts()["batched_heads"].get("batched_sdpa") == 1
     assert not fast.ane_report.rolled_back
     assert ane_rewrite.verify(module, fast, (x, mask), draws=2).psnr >= 55  # bf16 rounding alone: ~58 dB
+
+
+class SharedQuery(nn.Module):
+    """GCViT's global attention: one query map for every window, expanded over them; k, v per window."""
+
+    def __init__(self):
+        super().__init__()
+        self.q, self.kv, self.o = nn.Linear(C, C), nn.Linear(C, 2 * C), nn.Linear(C, C)
+
+    def forward(self, x, g):  # x (W, S, C) windows, g (1, S, C) the global context
+        w = x.shape[0]
+        k, v = self.kv(x).reshape(w, S, 2, H, D).permute(2, 0, 3, 1, 4).unbind(0)
+        q = self.q(g).unsqueeze(1).expand(1, w, S, C).reshape(w, S, H, D).permute(0, 2, 1, 3)
+        out = ((q * D ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1) @ v
+        return self.o(out.transpose(1, 2).reshape(w, S, C))
+
+
+def test_a_query_shared_by_every_window_is_read_once_and_broadcast():
+    module = SharedQuery().eval()
+    example = (torch.randn(4, S, C), torch.randn(1, S, C))
+    fast = ane_rewrite.optimize(module, example)
+    counts = fast.ane_report.counts()["batched_heads"]
+    assert counts.get("batched_logits") == 1 and counts.get("batched_values") == 1, counts
+    assert count(fast, "linear") == 0 and count(fast, "expand") == 0  # read, not repeated per window
+    assert not any((rank(n) or 0) > 4 for n in fast.graph.nodes)
+    verdict = ane_rewrite.verify(module, fast, example, draws=2)
+    assert verdict.ok and verdict.psnr >= 60, verdict
