@@ -94,7 +94,7 @@ def _text(source: str, results: list[dict], packages: dict, compress: str | None
         s, a = r["summaries"], r["analyses"]
         lb, ln = (a[side].estimates[chip]["latency_ms"] for side in ("baseline", "rewritten"))
         rows.append((f"{r['seq_len']} ({r['function']})", "", ""))
-        rows.append(("  equivalence PSNR (dB)", "-", f"{r['report'].psnr:.1f}"))
+        rows.append(("  equivalence PSNR (dB)", "-", f"{round(r['report'].psnr, 2):.1f}"))  # as the JSON rounds it
         for key, label in (("ops", "ops (non-const)"), ("linear", "linear"), ("softmax", "softmax"),
                            ("transpose", "transpose")):
             rows.append((f"  {label}", str(s["baseline"][key]), str(s["rewritten"][key])))
