@@ -34,6 +34,7 @@ from ane_rewrite.rewrite.graph import aten, shape, val
 from ane_rewrite.rewrite.rules import COST, MatchResult, Rule
 
 from ._layouts import normalize_dims_ordered
+from ._low_rank import _without_unit_axes
 from ._movement import block_swaps, merged
 
 UNFOLD, FOLD = [0, 2, 4, 1, 3], [0, 3, 1, 4, 2]
@@ -42,8 +43,7 @@ UNFOLD, FOLD = [0, 2, 4, 1, 3], [0, 3, 1, 4, 2]
 def _merged(node: Node) -> tuple[list[int], list[int]]:
     sizes = list(shape(node.args[0]))
     perm = normalize_dims_ordered(node.args[1], len(sizes))
-    kept = [a for a in range(len(sizes)) if sizes[a] != 1]
-    sizes, perm = merged([sizes[a] for a in kept], [kept.index(a) for a in perm if sizes[a] != 1])
+    sizes, perm = merged(*_without_unit_axes(sizes, perm))
     if len(perm) == 4:  # no axis in front stays: A = 1
         sizes, perm = [1, *sizes], [0, *(p + 1 for p in perm)]
     return sizes, perm

@@ -46,15 +46,11 @@ from ane_rewrite.hardware import MASKED_LOGIT
 from ane_rewrite.rewrite.graph import arg, aten, is_op, rank, shape, val
 from ane_rewrite.rewrite.rules import MatchResult, Pass, Rule
 
-from ._channel_heads import PRODUCTS, channel_heads, channel_values, mark_read
+from ._channel_heads import PRODUCTS, _transposed, channel_heads, channel_values, mark_read
 from ._heads import Heads, head_channels, heads_as_they_lie, unread_as_they_lie
 from ._logit_steps import cosine_operands
 from ._per_head import l2_normalize
 from .cleanup import CANONICAL_RULES
-
-
-def _transposed(t: torch.Tensor) -> torch.Tensor:
-    return t.transpose(-1, -2)
 
 
 def _swap_last(rw, x: Node) -> Node:
